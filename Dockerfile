@@ -1,0 +1,58 @@
+# Image of the agentic operator: a Python virtual environment with the operator and its
+# dependencies, run as an unprivileged user. Build from the repository root (BuildKit):
+#
+#   docker build -t quay.io/ambient_code/agentic-operator:v0.1.0 .
+#
+# The base image is pinned by its full version tag. For reproducible releases, pin it by digest
+# as well (python:3.11.10-slim-bookworm@sha256:...), resolved with `docker buildx imagetools
+# inspect python:3.11.10-slim-bookworm`.
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+# build: wheels of the operator and of every dependency.
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+# Only what the package build reads (see .dockerignore), so source edits elsewhere keep the
+# cache.
+COPY pyproject.toml README.md ./
+COPY controller ./controller
+RUN pip wheel --wheel-dir /wheels .
+
+# ---------------------------------------------------------------------------------------------
+# final: the wheels installed into /opt/venv, offline; no compiler, no build files, no cache.
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="agentic-operator" \
+      org.opencontainers.image.description="Kubernetes operator that runs AgenticSession resources as runner Jobs" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# The wheels are bind-mounted from the build stage, so they never become a layer of this image.
+# pip is removed from the venv afterwards: nothing installs at run time.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-index --find-links=/wheels agentic-operator \
+ && /opt/venv/bin/pip uninstall --yes pip
+
+# Same numeric user as the Deployment's securityContext (runAsUser/runAsGroup 65532), with no
+# entry in /etc/passwd needed. The root filesystem can be mounted read-only: only /tmp is written.
+USER 65532:65532
+WORKDIR /tmp
+
+ENTRYPOINT ["agentic-operator"]
+CMD ["run"]

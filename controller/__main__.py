@@ -1,0 +1,37 @@
+"""`python -m controller run` / `agentic-operator run`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from controller import config as config_module
+from controller import logs, tracing
+from controller.kube import Kube, load_api_client
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_module.parse(argv)
+    except ValueError as exc:
+        print(f"agentic-operator: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_format, config.log_level)
+    tracing.setup()
+    from controller.operator import build
+
+    kube = Kube(load_api_client(config.kubeconfig))
+    manager, _ = build(config, kube)
+    manager.install_signal_handlers()
+    logging.getLogger("controller").info(
+        "starting: namespaces=%s selector=%s leader-elect=%s",
+        ",".join(config.namespaces) or "-",
+        config.namespace_selector if not config.namespaces else "-",
+        config.leader_elect,
+    )
+    return manager.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,416 @@
+"""API access that speaks plain dicts.
+
+The generated model classes of the official client cost a deserialization pass per object and hide
+fields we need (bookmark resourceVersions, unknown CRD fields). Here every call goes through the
+client's configured connection pool (so kubeconfig, in-cluster and exec auth all work), parses JSON
+once into dicts, and is counted under client-go's metric names and traced as a child span.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from opentelemetry import trace
+
+from controller import metrics
+
+JSON = dict[str, Any]
+tracer = trace.get_tracer("agentic-operator.kube")
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API, enough to build every URL for it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{urllib.parse.quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{urllib.parse.quote(name, safe='')}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+SESSIONS = Resource("vteam.ambient-code", "v1alpha1", "agenticsessions", "AgenticSession")
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+PODS = Resource("", "v1", "pods", "Pod")
+SECRETS = Resource("", "v1", "secrets", "Secret")
+SERVICES = Resource("", "v1", "services", "Service")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+EVENTS = Resource("", "v1", "events", "Event")
+JOBS = Resource("batch", "v1", "jobs", "Job")
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+
+
+class ApiError(Exception):
+    """A non-2xx answer, with the Status fields a caller decides on."""
+
+    def __init__(self, status: int, reason: str = "", message: str = "", retry_after: float | None = None):
+        super().__init__(f"{status} {reason}: {message}".strip())
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409 and self.reason != "AlreadyExists"
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+    @classmethod
+    def from_response(cls, status: int, body: bytes, headers: Mapping[str, str]) -> ApiError:
+        reason, message = "", ""
+        try:
+            parsed = json.loads(body) if body else {}
+            reason = str(parsed.get("reason", ""))
+            message = str(parsed.get("message", ""))
+        except (ValueError, AttributeError):
+            message = body[:200].decode("utf-8", "replace")
+        retry_after = None
+        raw = headers.get("Retry-After")
+        if raw:
+            try:
+                retry_after = float(raw)
+            except ValueError:
+                retry_after = None
+        return cls(status, reason, message, retry_after)
+
+
+def load_api_client(kubeconfig: str = "") -> k8s_client.ApiClient:
+    """An ApiClient for a kubeconfig file, else in-cluster config, else the default kubeconfig."""
+    configuration = k8s_client.Configuration()
+    if kubeconfig:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config(client_configuration=configuration)
+    # Watches hold a connection each; workers need their own. Keep enough idle connections to reuse.
+    configuration.connection_pool_maxsize = 64
+    configuration.socket_options = [
+        *urllib3.connection.HTTPConnection.default_socket_options,
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+    ]
+    return k8s_client.ApiClient(configuration)
+
+
+class WatchStream:
+    """One open watch: iterate for (type, object) pairs; `close()` may be called from any thread."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, on_close: Any = None):
+        self._response = response
+        self._closed = False
+        self._on_close = on_close
+        self.bytes_seen_at = time.monotonic()
+
+    def __iter__(self) -> Iterator[tuple[str, JSON]]:
+        buffer = b""
+        try:
+            for chunk in self._response.stream(65536, decode_content=True):
+                self.bytes_seen_at = time.monotonic()
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        event = json.loads(line)
+                        yield str(event.get("type", "")), event.get("object") or {}
+            if buffer.strip():
+                event = json.loads(buffer)
+                yield str(event.get("type", "")), event.get("object") or {}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Closing a dead socket may fail in many ways; it is closed either way.
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+        self._response.release_conn()
+
+
+class Kube:
+    """The one door to the API server: every request is counted, timed and traced."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, request_timeout: float = 30.0):
+        self.api_client = api_client
+        self.configuration = api_client.configuration
+        self.host = self.configuration.host.rstrip("/")
+        self.host_label = urllib.parse.urlparse(self.host).netloc or self.host
+        self.pool = api_client.rest_client.pool_manager
+        self.request_timeout = request_timeout
+        self.max_429_retries = 5
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "agentic-operator/0.1"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        queries: builtins.list[Any] = []
+        self.api_client.update_params_for_auth(headers, queries, ["BearerToken"])
+        return headers
+
+    def _url(self, path: str, query: Mapping[str, Any] | None) -> str:
+        if not query:
+            return f"{self.host}{path}"
+        clean = {
+            k: ("true" if v is True else "false" if v is False else v)
+            for k, v in query.items()
+            if v is not None
+        }
+        return f"{self.host}{path}?{urllib.parse.urlencode(clean)}"
+
+    def _record(self, verb: str, resource: str, method: str, code: str, started: float) -> None:
+        metrics.rest_client_requests_total.labels(code, method, self.host_label).inc()
+        metrics.rest_client_requests_by_resource_total.labels(verb, resource, code).inc()
+        metrics.rest_client_request_duration_seconds.labels(verb, self.host_label).observe(
+            time.monotonic() - started
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        resource: str,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        """One request with 429 handling; returns the parsed body or raises ApiError."""
+        payload = json.dumps(body).encode() if body is not None else None
+        if payload is not None and content_type is None:
+            content_type = "application/json"
+        url = self._url(path, query)
+        attempt = 0
+        with tracer.start_as_current_span(f"kube {verb} {resource}") as span:
+            span.set_attribute("k8s.verb", verb)
+            span.set_attribute("k8s.resource", resource)
+            span.set_attribute("http.request.method", method)
+            while True:
+                started = time.monotonic()
+                try:
+                    response = self.pool.request(
+                        method,
+                        url,
+                        body=payload,
+                        headers=self._headers(content_type),
+                        timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
+                        retries=False,
+                        preload_content=True,
+                    )
+                except urllib3.exceptions.HTTPError as exc:
+                    self._record(verb, resource, method, "<error>", started)
+                    span.set_attribute("error.type", type(exc).__name__)
+                    raise ApiError(0, "ConnectionError", str(exc)) from exc
+                self._record(verb, resource, method, str(response.status), started)
+                span.set_attribute("http.response.status_code", response.status)
+                if 200 <= response.status < 300:
+                    return json.loads(response.data) if response.data else {}
+                error = ApiError.from_response(response.status, response.data, response.headers)
+                if response.status == 429 and attempt < self.max_429_retries:
+                    attempt += 1
+                    time.sleep(min(error.retry_after or 1.0, 30.0))
+                    continue
+                raise error
+
+    # -- verbs -----------------------------------------------------------------------------------
+
+    def get(self, res: Resource, namespace: str | None, name: str, subresource: str | None = None) -> JSON:
+        return self.request("GET", res.path(namespace, name, subresource), verb="get", resource=res.plural)
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        query = {
+            "labelSelector": label_selector or None,
+            "fieldSelector": field_selector or None,
+            "resourceVersion": resource_version,
+            "limit": limit,
+            "continue": continue_token,
+        }
+        return self.request(
+            "GET",
+            res.path(namespace),
+            verb="list",
+            resource=res.plural,
+            query=query,
+            timeout=timeout or 120.0,
+        )
+
+    def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
+        return self.request("POST", res.path(namespace), verb="create", resource=res.plural, body=body)
+
+    def replace(
+        self, res: Resource, namespace: str | None, name: str, body: JSON, subresource: str | None = None
+    ) -> JSON:
+        return self.request(
+            "PUT", res.path(namespace, name, subresource), verb="update", resource=res.plural, body=body
+        )
+
+    def patch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        patch_type: str = MERGE_PATCH,
+        subresource: str | None = None,
+    ) -> JSON:
+        return self.request(
+            "PATCH",
+            res.path(namespace, name, subresource),
+            verb="patch",
+            resource=res.plural,
+            body=body,
+            content_type=patch_type,
+        )
+
+    def delete(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str | None = None,
+        uid: str | None = None,
+        resource_version: str | None = None,
+    ) -> JSON:
+        body: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation:
+            body["propagationPolicy"] = propagation
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        if preconditions:
+            body["preconditions"] = preconditions
+        return self.request(
+            "DELETE", res.path(namespace, name), verb="delete", resource=res.plural, body=body
+        )
+
+    def delete_ignore_missing(self, res: Resource, namespace: str | None, name: str, **kwargs: Any) -> bool:
+        """Deletes; True when something was deleted, False when it was already gone."""
+        try:
+            self.delete(res, namespace, name, **kwargs)
+            return True
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+
+    def create_token(
+        self, namespace: str, service_account: str, *, audiences: builtins.list[str], expiration_seconds: int
+    ) -> tuple[str, str]:
+        """A TokenRequest; returns (token, expirationTimestamp). The token must never be logged."""
+        spec: JSON = {"expirationSeconds": expiration_seconds}
+        if audiences:
+            spec["audiences"] = audiences
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        answer = self.request(
+            "POST",
+            SERVICE_ACCOUNTS.path(namespace, service_account, "token"),
+            verb="create",
+            resource="serviceaccounts/token",
+            body=body,
+        )
+        status = answer.get("status") or {}
+        return str(status.get("token", "")), str(status.get("expirationTimestamp", ""))
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+        read_timeout: float = 100.0,
+    ) -> WatchStream:
+        """Opens a watch with bookmarks; a socket silent for `read_timeout` raises inside iteration."""
+        query = {
+            "watch": True,
+            "allowWatchBookmarks": True,
+            "resourceVersion": resource_version,
+            "timeoutSeconds": timeout_seconds,
+            "labelSelector": label_selector or None,
+        }
+        url = self._url(res.path(namespace), query)
+        started = time.monotonic()
+        try:
+            response = self.pool.request(
+                "GET",
+                url,
+                headers=self._headers(None),
+                preload_content=False,
+                retries=False,
+                timeout=urllib3.Timeout(connect=10.0, read=read_timeout),
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            self._record("watch", res.plural, "GET", "<error>", started)
+            raise ApiError(0, "ConnectionError", str(exc)) from exc
+        self._record("watch", res.plural, "GET", str(response.status), started)
+        if response.status != 200:
+            data = response.read()
+            response.release_conn()
+            raise ApiError.from_response(response.status, data, response.headers)
+        return WatchStream(response)

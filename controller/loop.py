@@ -1,0 +1,144 @@
+"""One watch-and-reconcile loop: a work queue, a bounded worker pool, and the result mapping.
+
+Mirrors controller-runtime's controller: success forgets the key's backoff; RequeueAfter forgets and
+re-adds after the delay; an error requeues with the rate limiter; a TerminalError is not requeued;
+an unexpected exception is a "panic": counted, logged with its traceback, and requeued like an
+error, so one bad object never takes a worker down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from opentelemetry import trace
+
+from controller import metrics
+from controller.logs import bind_object
+from controller.queue import WorkQueue
+from controller.reconcile import Key, Reconciler, Result, TerminalError
+
+log = logging.getLogger("controller.loop")
+tracer = trace.get_tracer("agentic-operator.loop")
+
+
+class Loop:
+    """A named controller: `enqueue` from event handlers, `start` workers, `stop` to drain."""
+
+    def __init__(self, name: str, reconcile: Reconciler, workers: int, queue: WorkQueue[Key] | None = None):
+        self.name = name
+        self.reconcile = reconcile
+        self.workers = workers
+        self.queue: WorkQueue[Key] = queue if queue is not None else WorkQueue(name)
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Event()
+        self._active = 0
+        self._active_lock = threading.Lock()
+        metrics.init_controller(name, workers)
+
+    def enqueue(self, key: Key) -> None:
+        self.queue.add(key)
+
+    def enqueue_after(self, key: Key, delay: float) -> None:
+        self.queue.add_after(key, delay)
+
+    def start(self) -> None:
+        self._accepting.set()
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"{self.name}-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop_accepting(self) -> None:
+        self._accepting.clear()
+
+    def halt(self) -> None:
+        """Stops taking new work at once (lost leadership); in-flight reconciles finish on their own."""
+        self._accepting.clear()
+        self.queue.shut_down()
+
+    def drain(self, timeout: float) -> bool:
+        """Graceful stop: no new work, wait up to `timeout` for in-flight reconciles."""
+        self._accepting.clear()
+        drained = self.queue.shut_down_with_drain(timeout)
+        deadline = time.monotonic() + max(timeout, 0.1)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return drained
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            if not self._accepting.is_set():
+                self.queue.done(key)
+                return
+            try:
+                self._process(key)
+            finally:
+                self.queue.done(key)
+
+    def _process(self, key: Key) -> None:
+        gauge = metrics.active_workers.labels(self.name)
+        with self._active_lock:
+            self._active += 1
+            gauge.set(self._active)
+        started = time.monotonic()
+        namespace, name = key
+        outcome = "success"
+        with (
+            bind_object(self.name, namespace, name),
+            tracer.start_as_current_span(
+                f"reconcile {self.name}",
+                attributes={"controller": self.name, "namespace": namespace, "name": name},
+            ) as span,
+        ):
+            try:
+                result = self.reconcile(key)
+                outcome = self._apply_result(key, result)
+            except TerminalError as exc:
+                outcome = "error"
+                metrics.terminal_reconcile_errors_total.labels(self.name).inc()
+                metrics.reconcile_errors_total.labels(self.name).inc()
+                self.queue.forget(key)
+                log.error("reconcile failed permanently: %s", exc)
+            except Exception as exc:
+                outcome = "error"
+                metrics.reconcile_errors_total.labels(self.name).inc()
+                if not _is_expected(exc):
+                    metrics.reconcile_panics_total.labels(self.name).inc()
+                    log.exception("reconcile panicked")
+                else:
+                    log.warning("reconcile failed, will retry: %s", exc)
+                self.queue.add_rate_limited(key)
+            finally:
+                metrics.reconcile_total.labels(self.name, outcome).inc()
+                metrics.reconcile_time_seconds.labels(self.name).observe(time.monotonic() - started)
+                span.set_attribute("result", outcome)
+                with self._active_lock:
+                    self._active -= 1
+                    gauge.set(self._active)
+
+    def _apply_result(self, key: Key, result: Result) -> str:
+        if result.requeue_after is not None and result.requeue_after > 0:
+            self.queue.forget(key)
+            self.queue.add_after(key, result.requeue_after)
+            return "requeue_after"
+        if result.requeue:
+            self.queue.add_rate_limited(key)
+            return "requeue"
+        self.queue.forget(key)
+        return "success"
+
+
+def _is_expected(exc: Exception) -> bool:
+    """API and connection failures are ordinary errors; anything else is a bug worth a traceback."""
+    from controller.kube import ApiError
+
+    return isinstance(exc, ApiError | TimeoutError | ConnectionError)

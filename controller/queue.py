@@ -1,0 +1,248 @@
+"""A deduplicating, delaying, rate-limited work queue with client-go's semantics.
+
+Reconcilers are level-based: what matters is that a key is reconciled after its last change, not how
+many events arrived. The queue therefore keeps each key at most once, never hands the same key to two
+workers at the same time, and re-queues a key that changed while it was being processed. Delayed adds
+let failures back off and let reconcilers ask to be woken later without holding a worker.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from controller import metrics
+from controller.ratelimit import RateLimiter, default_controller_rate_limiter
+
+T = TypeVar("T", bound=Hashable)
+
+# client-go's delaying queue heartbeat: the waiting loop never sleeps longer than this.
+MAX_WAIT_SECONDS = 10.0
+# client-go's defaultUnfinishedWorkUpdatePeriod.
+UNFINISHED_WORK_UPDATE_PERIOD = 0.5
+
+
+class WorkQueue(Generic[T]):
+    """Thread-safe work queue: a FIFO of dirty keys, a processing set and a heap of delayed keys.
+
+    A key is *dirty* from the moment it is added until a worker takes it; it is *processing* from
+    ``get`` until ``done``. Adding a dirty key is a no-op, and adding a processing key only marks it
+    dirty so that ``done`` puts it back: this is what guarantees one in-flight reconcile per key.
+    A single daemon thread per queue moves delayed keys into the queue when they are due and keeps
+    the stuck-worker gauges fresh.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        rate_limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._rate_limiter = rate_limiter if rate_limiter is not None else default_controller_rate_limiter()
+        self._clock = clock
+
+        self._lock = threading.Lock()
+        self._item_ready = threading.Condition(self._lock)
+        self._drained = threading.Condition(self._lock)
+        self._wake_delayer = threading.Condition(self._lock)
+
+        self._queue: deque[T] = deque()
+        self._dirty: set[T] = set()
+        self._processing: set[T] = set()
+        # The dict holds each delayed key's current ready time; the heap may also hold superseded
+        # (later) entries for the same key, which are skipped when they surface.
+        self._waiting: dict[T, float] = {}
+        self._heap: list[tuple[float, int, T]] = []
+        self._sequence = itertools.count()
+        self._add_times: dict[T, float] = {}
+        self._start_times: dict[T, float] = {}
+        self._shutting_down = False
+
+        self._depth = metrics.workqueue_depth.labels(name, name, "")
+        self._adds = metrics.workqueue_adds_total.labels(name, name)
+        self._queue_duration = metrics.workqueue_queue_duration_seconds.labels(name, name)
+        self._work_duration = metrics.workqueue_work_duration_seconds.labels(name, name)
+        self._unfinished_work = metrics.workqueue_unfinished_work_seconds.labels(name, name)
+        self._longest_running = metrics.workqueue_longest_running_processor_seconds.labels(name, name)
+        self._retries = metrics.workqueue_retries_total.labels(name, name)
+        self._depth.set(0)
+        self._unfinished_work.set(0)
+        self._longest_running.set(0)
+
+        self._delayer = threading.Thread(target=self._run_delayer, name=f"workqueue-{name}", daemon=True)
+        self._delayer.start()
+
+    def add(self, item: T) -> None:
+        with self._lock:
+            self._add_locked(item)
+
+    def get(self, timeout: float | None = None) -> T | None:
+        """Block until a key is available and mark it processing.
+
+        Returns None when the timeout expires, or when the queue is shut down and nothing is left
+        queued; keys queued before shutdown are still handed out so that workers can finish them.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not self._queue and not self._shutting_down:
+                if deadline is None:
+                    self._item_ready.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._item_ready.wait(remaining)
+            if not self._queue:
+                return None
+            item = self._queue.popleft()
+            now = self._clock()
+            added_at = self._add_times.pop(item, None)
+            if added_at is not None:
+                self._queue_duration.observe(max(0.0, now - added_at))
+            was_idle = not self._processing
+            self._processing.add(item)
+            self._start_times[item] = now
+            self._dirty.discard(item)
+            self._depth.set(len(self._dirty))
+            if was_idle:
+                self._wake_delayer.notify()
+            return item
+
+    def done(self, item: T) -> None:
+        """Release a key taken by ``get``; if it was added again meanwhile, it goes back in the queue."""
+        with self._lock:
+            if item not in self._processing:
+                return
+            started_at = self._start_times.pop(item, None)
+            if started_at is not None:
+                self._work_duration.observe(max(0.0, self._clock() - started_at))
+            self._processing.discard(item)
+            if item in self._dirty:
+                self._queue.append(item)
+                self._item_ready.notify()
+            if not self._processing:
+                self._unfinished_work.set(0)
+                self._longest_running.set(0)
+                self._drained.notify_all()
+
+    def add_after(self, item: T, delay: float) -> None:
+        """Add the key once ``delay`` seconds have passed; an earlier pending time for it is kept."""
+        with self._lock:
+            if self._shutting_down:
+                return
+            if delay <= 0:
+                self._add_locked(item)
+                return
+            self._retries.inc()
+            ready_at = self._clock() + delay
+            current = self._waiting.get(item)
+            if current is not None and current <= ready_at:
+                return
+            self._waiting[item] = ready_at
+            heapq.heappush(self._heap, (ready_at, next(self._sequence), item))
+            self._wake_delayer.notify()
+
+    def add_rate_limited(self, item: T) -> None:
+        self.add_after(item, self._rate_limiter.when(item))
+
+    def forget(self, item: T) -> None:
+        self._rate_limiter.forget(item)
+
+    def num_requeues(self, item: T) -> int:
+        return self._rate_limiter.num_requeues(item)
+
+    def shut_down(self) -> None:
+        """Refuse further adds, drop delayed keys and release every blocked getter."""
+        with self._lock:
+            self._begin_shutdown_locked()
+
+    def shut_down_with_drain(self, timeout: float | None = None) -> bool:
+        """Like ``shut_down``, then wait for in-flight keys to be done; False if the timeout hit first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._begin_shutdown_locked()
+            while self._processing:
+                if deadline is None:
+                    self._drained.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._drained.wait(remaining)
+            return True
+
+    @property
+    def shutting_down(self) -> bool:
+        with self._lock:
+            return self._shutting_down
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def waiting_count(self) -> int:
+        """Keys scheduled by ``add_after`` that are not due yet."""
+        with self._lock:
+            return len(self._waiting)
+
+    def _add_locked(self, item: T) -> None:
+        if self._shutting_down or item in self._dirty:
+            return
+        self._adds.inc()
+        self._add_times.setdefault(item, self._clock())
+        self._dirty.add(item)
+        self._depth.set(len(self._dirty))
+        if item in self._processing:
+            return
+        self._queue.append(item)
+        self._item_ready.notify()
+
+    def _begin_shutdown_locked(self) -> None:
+        self._shutting_down = True
+        self._waiting.clear()
+        self._heap.clear()
+        self._item_ready.notify_all()
+        self._wake_delayer.notify_all()
+
+    def _run_delayer(self) -> None:
+        with self._lock:
+            while not self._shutting_down:
+                now = self._clock()
+                timeout = MAX_WAIT_SECONDS
+                next_ready = self._release_due_locked(now)
+                if next_ready is not None:
+                    timeout = min(timeout, next_ready - now)
+                if self._processing:
+                    self._publish_unfinished_locked(now)
+                    timeout = min(timeout, UNFINISHED_WORK_UPDATE_PERIOD)
+                self._wake_delayer.wait(timeout)
+
+    def _release_due_locked(self, now: float) -> float | None:
+        """Queue every delayed key that is due; return the next ready time still pending."""
+        while self._heap:
+            ready_at, _, item = self._heap[0]
+            if self._waiting.get(item) != ready_at:
+                heapq.heappop(self._heap)
+                continue
+            if ready_at > now:
+                return ready_at
+            heapq.heappop(self._heap)
+            del self._waiting[item]
+            self._add_locked(item)
+        return None
+
+    def _publish_unfinished_locked(self, now: float) -> None:
+        total = 0.0
+        longest = 0.0
+        for started_at in self._start_times.values():
+            age = max(0.0, now - started_at)
+            total += age
+            longest = max(longest, age)
+        self._unfinished_work.set(total)
+        self._longest_running.set(longest)

@@ -1,0 +1,425 @@
+"""The sessions loop: spec validation, child provisioning, stop and restart.
+
+Level-based: each reconcile reads the session and its children from the caches, decides what the
+world should look like for the session's desired phase, converges one step, and records the result
+in the conditions this loop owns. It never depends on which event woke it up.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from controller import conditions as c
+from controller.events import NORMAL, WARNING
+from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, ApiError
+from controller.names import (
+    ANNOTATION_DESIRED_PHASE,
+    ANNOTATION_FORCE_EXECUTE_PROMPT,
+    ANNOTATION_START_REQUESTED_AT,
+    ANNOTATION_STOP_REASON,
+    ANNOTATION_STOP_REQUESTED_AT,
+    runner_job_name,
+    runner_sa_name,
+    session_service_name,
+    temp_content_pod_name,
+)
+from controller.reconcile import Key, Result
+from controller.reconcilers import children as build
+from controller.reconcilers.annotations import patch_annotations
+from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
+from controller.reconcilers.runner_job import build_runner_job, protected_env_collisions
+from controller.reconcilers.spec import validate_spec
+from controller.status import StatusDraft, write_status
+
+log = logging.getLogger("controller.reconcilers.sessions")
+
+LOOP = "sessions"
+STOP_REASONS = ("user", "inactivity", "run-finished", "timeout")
+JOB_RECREATED = "Recreated"
+JOB_LOST = "JobLost"
+WAIT_RETRY = 5.0
+
+
+def reconcile(ctx: Context, key: Key) -> Result:
+    namespace, name = key
+    session = ctx.caches.sessions.get(namespace, name)
+    if session is None or (session.get("metadata") or {}).get("deletionTimestamp"):
+        return Result.done()
+    annotations = (session.get("metadata") or {}).get("annotations") or {}
+    status = session.get("status") if isinstance(session.get("status"), Mapping) else {}
+    phase = str((status or {}).get("phase") or "")
+    conditions = c.parse_conditions(status)
+    desired = annotations.get(ANNOTATION_DESIRED_PHASE)
+    job_condition = conditions.get(c.JOB_CREATED)
+    stopping = job_condition is not None and job_condition.reason == c.STOPPING_REASON
+
+    if desired == c.RUNNING:
+        if phase in c.TERMINAL_PHASES:
+            return restart(ctx, session)
+        patch_annotations(ctx, session, {ANNOTATION_DESIRED_PHASE: None, ANNOTATION_START_REQUESTED_AT: None})
+    if desired == c.STOPPED or stopping:
+        if phase in c.TERMINAL_PHASES and not stopping:
+            clear_stop_request(ctx, session)
+            return Result.done()
+        return stop(ctx, session)
+    if phase in c.TERMINAL_PHASES and not _spec_fixed_after_invalid(session, conditions):
+        return Result.done()
+
+    problems = validate_spec(session)
+    if problems:
+        return reject_spec(ctx, session, problems)
+    result = provision(ctx, session, conditions)
+    if phase == c.RUNNING:
+        return _sooner(result, inactivity(ctx, session))
+    return result
+
+
+def _sooner(a: Result, b: Result) -> Result:
+    delays = [r.requeue_after for r in (a, b) if r.requeue_after is not None]
+    return Result(requeue_after=min(delays) if delays else None, requeue=a.requeue or b.requeue)
+
+
+def _spec_fixed_after_invalid(session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> bool:
+    """A session that failed only for its spec is re-validated once a new generation arrives."""
+    reconciled = conditions.get(c.RECONCILED)
+    generation = int((session.get("metadata") or {}).get("generation") or 0)
+    failed = c.failure(conditions)
+    return (
+        failed is not None
+        and failed.reason == c.INVALID_SPEC
+        and reconciled is not None
+        and reconciled.observed_generation != generation
+    )
+
+
+# -- spec ------------------------------------------------------------------------------------------
+
+
+def reject_spec(ctx: Context, session: Mapping[str, Any], problems: list[Any]) -> Result:
+    message = "; ".join(f"{p.field}: {p.message}" for p in problems)
+
+    def describe(draft: StatusDraft) -> None:
+        draft.set_condition(c.RECONCILED, c.FALSE, c.INVALID_SPEC, message)
+        draft.set("observedGeneration", draft.generation)
+        if draft.get("completionTime") is None:
+            draft.set("completionTime", c.now_rfc3339())
+
+    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.recorder.record(session, WARNING, c.INVALID_SPEC, message)
+    return Result.done()
+
+
+# -- restart and stop ------------------------------------------------------------------------------
+
+
+def restart(ctx: Context, session: Mapping[str, Any]) -> Result:
+    def describe(draft: StatusDraft) -> None:
+        if draft.old_phase not in c.TERMINAL_PHASES:
+            return
+        draft.reset_conditions()
+        draft.set("startTime", c.now_rfc3339())
+        draft.set("completionTime", None)
+        draft.set("stoppedReason", None)
+
+    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.recorder.record(session, NORMAL, "Restarting", "restart requested: provisioning the runner again")
+    patch_annotations(
+        ctx,
+        session,
+        {
+            ANNOTATION_DESIRED_PHASE: None,
+            ANNOTATION_START_REQUESTED_AT: None,
+            ANNOTATION_STOP_REASON: None,
+            ANNOTATION_STOP_REQUESTED_AT: None,
+        },
+    )
+    return Result.done()
+
+
+def clear_stop_request(ctx: Context, session: Mapping[str, Any]) -> None:
+    patch_annotations(
+        ctx,
+        session,
+        {
+            ANNOTATION_DESIRED_PHASE: None,
+            ANNOTATION_STOP_REQUESTED_AT: None,
+            ANNOTATION_STOP_REASON: None,
+        },
+    )
+
+
+def _runner_pods(ctx: Context, namespace: str, name: str) -> list[Mapping[str, Any]]:
+    job_name = runner_job_name(name)
+    return [
+        p
+        for p in ctx.children(ctx.caches.pods, namespace, name)
+        if ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == job_name
+    ]
+
+
+def stop(ctx: Context, session: Mapping[str, Any]) -> Result:
+    meta = session["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
+    job = ctx.caches.jobs.get(namespace, runner_job_name(name))
+    if job is not None and owned_by(job, uid) and not (job.get("metadata") or {}).get("deletionTimestamp"):
+        ctx.kube.delete_ignore_missing(JOBS, namespace, runner_job_name(name), propagation="Background")
+    service = ctx.caches.services.get(namespace, session_service_name(name))
+    if service is not None and owned_by(service, uid):
+        ctx.kube.delete_ignore_missing(SERVICES, namespace, session_service_name(name))
+    still_running = (job is not None and owned_by(job, uid)) or bool(_runner_pods(ctx, namespace, name))
+    reason = (meta.get("annotations") or {}).get(ANNOTATION_STOP_REASON)
+    stopped_reason = reason if reason in STOP_REASONS else "user"
+
+    def describe(draft: StatusDraft) -> None:
+        if still_running:
+            draft.set_condition(
+                c.JOB_CREATED,
+                c.FALSE,
+                c.STOPPING_REASON,
+                "stop requested: deleting the runner Job and its pod; the workspace is kept",
+            )
+            return
+        draft.set_condition(
+            c.JOB_CREATED, c.FALSE, c.STOPPED_REASON, f"stopped ({stopped_reason}); the workspace is kept"
+        )
+        draft.set("stoppedReason", stopped_reason)
+        if draft.get("completionTime") is None:
+            draft.set("completionTime", c.now_rfc3339())
+
+    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    if not still_running:
+        clear_stop_request(ctx, session)
+    return Result.done()
+
+
+# -- provisioning ----------------------------------------------------------------------------------
+
+
+def _conflict(
+    ctx: Context, session: Mapping[str, Any], kind: str, child: str, state: Ensured
+) -> Result | None:
+    if state is Ensured.CONFLICT:
+        message = f"{kind} {child} already exists and is not owned by this session; delete or rename it"
+
+        def describe(draft: StatusDraft) -> None:
+            draft.set_condition(
+                c.JOB_CREATED
+                if kind == "Job"
+                else c.PVC_READY
+                if kind == "PersistentVolumeClaim"
+                else c.RECONCILED,
+                c.FALSE,
+                c.NAME_CONFLICT,
+                message,
+            )
+
+        write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+        ctx.recorder.record(session, WARNING, c.NAME_CONFLICT, message)
+        return Result.done()
+    if state is Ensured.WAITING:
+        return Result.after(WAIT_RETRY)
+    return None
+
+
+def _ensure_workspace(ctx: Context, session: Mapping[str, Any]) -> tuple[Result | None, str]:
+    meta = session["metadata"]
+    namespace, uid = meta["namespace"], meta.get("uid", "")
+    claim = build.workspace_claim_name(session)
+    parent = build.parent_session_id(session)
+    if parent:
+        found = ctx.caches.pvcs.get(namespace, claim) is not None
+        if not found:
+            try:
+                ctx.kube.get(PVCS, namespace, claim)
+                found = True
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+        if not found:
+            message = (
+                f"continuation of session {parent!r} needs its workspace PVC {claim!r}, which does not "
+                f"exist in namespace {namespace}; the parent session's workspace is gone"
+            )
+
+            def describe(draft: StatusDraft) -> None:
+                draft.set_condition(c.PVC_READY, c.FALSE, c.PARENT_WORKSPACE_MISSING, message)
+                if draft.get("completionTime") is None:
+                    draft.set("completionTime", c.now_rfc3339())
+
+            write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+            ctx.recorder.record(session, WARNING, c.PARENT_WORKSPACE_MISSING, message)
+            return Result.done(), ""
+        return None, f"reusing the workspace {claim} of parent session {parent}"
+    state = ensure_child(ctx, ctx.caches.pvcs, PVCS, build.build_workspace_pvc(session, ctx.config), uid)
+    return _conflict(ctx, session, "PersistentVolumeClaim", claim, state), f"workspace {claim}"
+
+
+def is_resume(ctx: Context, session: Mapping[str, Any]) -> bool:
+    """A restart of a session that ran before: its ServiceAccount predates the current start."""
+    meta = session["metadata"]
+    account = ctx.caches.service_accounts.get(meta["namespace"], runner_sa_name(meta["name"]))
+    started = c.parse_time((session.get("status") or {}).get("startTime"))
+    created = c.parse_time(((account or {}).get("metadata") or {}).get("creationTimestamp"))
+    return started is not None and created is not None and created < started - datetime.timedelta(seconds=1)
+
+
+def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
+    meta = session["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
+    if not (session.get("status") or {}).get("startTime"):
+        write_status(
+            ctx.kube,
+            session,
+            LOOP,
+            lambda d: d.set("startTime", d.get("startTime") or c.now_rfc3339()),
+            ctx.recorder,
+        )
+    early, workspace_message = _ensure_workspace(ctx, session)
+    if early is not None:
+        return early
+    for kind, cache, resource, manifest in (
+        (
+            "ServiceAccount",
+            ctx.caches.service_accounts,
+            SERVICE_ACCOUNTS,
+            build.build_runner_service_account(session),
+        ),
+        ("Role", ctx.caches.roles, ROLES, build.build_runner_role(session)),
+        ("RoleBinding", ctx.caches.role_bindings, ROLE_BINDINGS, build.build_runner_role_binding(session)),
+    ):
+        stop_here = _conflict(
+            ctx,
+            session,
+            kind,
+            manifest["metadata"]["name"],
+            ensure_child(ctx, cache, resource, manifest, uid),
+        )
+        if stop_here is not None:
+            return stop_here
+
+    secrets = conditions.get(c.SECRETS_READY)
+    temp_pod = ctx.caches.pods.get(namespace, temp_content_pod_name(name))
+    job_name = runner_job_name(name)
+    job = ctx.caches.jobs.get(namespace, job_name)
+    previous = conditions.get(c.JOB_CREATED)
+    job_state: tuple[str, str, str]
+    created_job = False
+    if job is not None:
+        stop_here = _conflict(
+            ctx,
+            session,
+            "Job",
+            job_name,
+            Ensured.EXISTS
+            if owned_by(job, uid)
+            else Ensured.WAITING
+            if (job.get("metadata") or {}).get("deletionTimestamp")
+            else Ensured.CONFLICT,
+        )
+        if stop_here is not None:
+            return stop_here
+        ctx.expectations.observed("Job", namespace, job_name)
+        job_state = (
+            c.TRUE,
+            previous.reason if previous and previous.is_true else "Created",
+            previous.message if previous and previous.is_true else f"runner Job {job_name} exists",
+        )
+    elif secrets is None or not secrets.is_true:
+        detail = f": {secrets.reason}: {secrets.message}" if secrets is not None and secrets.message else ""
+        job_state = (c.FALSE, "WaitingForSecrets", f"waiting for the runner token Secret{detail}")
+    elif temp_pod is not None:
+        job_state = (
+            c.FALSE,
+            "WaitingForTempContentPod",
+            f"waiting for the temporary content pod {temp_content_pod_name(name)} to be deleted; "
+            "it mounts the same workspace",
+        )
+    elif ctx.expectations.pending("Job", namespace, job_name):
+        return Result.after(1.0)
+    else:
+        phase = str((session.get("status") or {}).get("phase") or "")
+        if previous is not None and previous.is_true and phase == c.CREATING:
+            if previous.reason == JOB_RECREATED:
+                message = f"the runner Job {job_name} disappeared again after being recreated once"
+                write_status(
+                    ctx.kube,
+                    session,
+                    LOOP,
+                    lambda d: d.set_condition(c.JOB_CREATED, c.FALSE, JOB_LOST, message),
+                    ctx.recorder,
+                )
+                ctx.recorder.record(session, WARNING, JOB_LOST, message)
+                return Result.done()
+            reason, message = (
+                JOB_RECREATED,
+                f"the runner Job {job_name} was missing and has been recreated once",
+            )
+            ctx.recorder.record(session, WARNING, "RunnerJobRecreated", message)
+        else:
+            reason, message = "Created", f"runner Job {job_name} created"
+        manifest, warnings = build_runner_job(session, ctx.config, is_resume(ctx, session))
+        state = ensure_child(ctx, None, JOBS, manifest, uid)
+        stop_here = _conflict(ctx, session, "Job", job_name, state)
+        if stop_here is not None:
+            return stop_here
+        created_job = state is Ensured.CREATED
+        job_state = (c.TRUE, reason, message)
+        for warning in warnings:
+            ctx.recorder.record(session, WARNING, "ProtectedEnvIgnored", warning)
+    if job_state[0] == c.TRUE:
+        service = build.build_session_service(session, ctx.config)
+        stop_here = _conflict(
+            ctx,
+            session,
+            "Service",
+            service["metadata"]["name"],
+            ensure_child(ctx, ctx.caches.services, SERVICES, service, uid),
+        )
+        if stop_here is not None:
+            return stop_here
+
+    def describe(draft: StatusDraft) -> None:
+        draft.set_condition(c.RECONCILED, c.TRUE, c.SPEC_APPLIED, "the spec is valid and applied")
+        draft.set_condition(c.PVC_READY, c.TRUE, "Ready", workspace_message)
+        draft.set_condition(c.JOB_CREATED, *job_state)
+        if job_state[0] == c.TRUE:
+            draft.set("observedGeneration", draft.generation)
+
+    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    if created_job:
+        ctx.recorder.record(session, NORMAL, "RunnerJobCreated", f"created runner Job {job_name}")
+        if (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):
+            patch_annotations(ctx, session, {ANNOTATION_FORCE_EXECUTE_PROMPT: None})
+    if protected_env_collisions(session) and job_state[0] != c.TRUE:
+        return Result.done()
+    return Result.done()
+
+
+# -- inactivity ------------------------------------------------------------------------------------
+
+
+def inactivity(ctx: Context, session: Mapping[str, Any]) -> Result:
+    """Auto-stop a Running session idle longer than spec.inactivityTimeout (0 or unset: never)."""
+    timeout = (session.get("spec") or {}).get("inactivityTimeout")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+        return Result.done()
+    status = session.get("status") or {}
+    last = c.parse_time(status.get("lastActivityTime")) or c.parse_time(status.get("startTime"))
+    if last is None:
+        return Result.done()
+    idle = (datetime.datetime.now(datetime.UTC) - last).total_seconds()
+    if idle < timeout:
+        return Result.after(timeout - idle + 0.5)
+    ctx.recorder.record(
+        session,
+        NORMAL,
+        "InactivityTimeout",
+        f"no activity for {idle:.0f}s (inactivityTimeout {timeout}s): stopping the session",
+    )
+    patch_annotations(
+        ctx, session, {ANNOTATION_DESIRED_PHASE: c.STOPPED, ANNOTATION_STOP_REASON: "inactivity"}
+    )
+    return Result.done()

@@ -1,0 +1,175 @@
+"""The token secrets loop: the runner's credentials, issued and refreshed before they expire.
+
+For every session that needs a runner it owns Secret `ambient-runner-token-<name>`: `k8s-token`
+from a TokenRequest for the runner ServiceAccount, `agui-token` random and stable across refreshes
+(rotated only when the session restarts). A refresh is scheduled with RequeueAfter at the exact
+time it falls due, so nothing scans all sessions. Every write is guarded by resourceVersion, and the
+refresh decision is re-checked against a fresh read before a TokenRequest is made, so two
+operators racing on one Secret make at most one TokenRequest per refresh and lose no update.
+Token values never leave this module except inside the Secret itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from controller import conditions as c
+from controller.events import WARNING
+from controller.kube import SECRETS, ApiError
+from controller.names import (
+    ANNOTATION_DESIRED_PHASE,
+    ANNOTATION_TOKEN_REFRESHED_AT,
+    TOKEN_KEY_AGUI,
+    TOKEN_KEY_K8S,
+    runner_sa_name,
+    token_secret_name,
+)
+from controller.reconcile import Key, Result
+from controller.reconcilers.children import build_token_secret
+from controller.reconcilers.context import Context, owned_by
+from controller.retry import retry_on_conflict
+from controller.status import StatusDraft, write_status
+
+log = logging.getLogger("controller.reconcilers.token_secrets")
+
+LOOP = "token-secrets"
+ANNOTATION_RUN_STARTED = "ambient-code.io/run-start-time"
+TOKEN_ISSUED = "TokenIssued"
+TOKEN_REQUEST_FAILED = "TokenRequestFailed"
+WAITING_FOR_ACCOUNT = "WaitingForServiceAccount"
+
+
+def needs_runner(session: Mapping[str, Any]) -> bool:
+    status = session.get("status") or {}
+    phase = str(status.get("phase") or "")
+    desired = ((session.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_DESIRED_PHASE)
+    return phase in ("", c.PENDING, c.CREATING, c.RUNNING) and desired != c.STOPPED
+
+
+def refresh_due_in(refreshed_at: str | None, ttl: float, now: datetime.datetime) -> float:
+    """Seconds until the token must be refreshed; <= 0 means now."""
+    when = c.parse_time(refreshed_at)
+    if when is None:
+        return 0.0
+    return ttl - (now - when).total_seconds()
+
+
+def _set_secrets_ready(
+    ctx: Context, session: Mapping[str, Any], status: str, reason: str, message: str
+) -> None:
+    def describe(draft: StatusDraft) -> None:
+        draft.set_condition(c.SECRETS_READY, status, reason, message)
+
+    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+
+
+def reconcile(ctx: Context, key: Key) -> Result:
+    namespace, name = key
+    session = ctx.caches.sessions.get(namespace, name)
+    if session is None or not needs_runner(session):
+        return Result.done()
+    meta = session["metadata"]
+    uid = str(meta.get("uid", ""))
+    account = ctx.caches.service_accounts.get(namespace, runner_sa_name(name))
+    if account is None or not owned_by(account, uid):
+        return Result.done()  # the sessions loop creates it; its event wakes us
+    run_started = str((session.get("status") or {}).get("startTime") or "")
+    if not run_started:
+        return Result.done()  # the sessions loop stamps startTime first; that write wakes us
+    now = datetime.datetime.now(datetime.UTC)
+    cached = ctx.caches.secrets.get(namespace, token_secret_name(name))
+    annotations = ((cached or {}).get("metadata") or {}).get("annotations") or {}
+    due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ctx.config.token_ttl, now)
+    rotate_agui = cached is not None and annotations.get(ANNOTATION_RUN_STARTED) != run_started
+    if cached is not None and due_in > 0 and not rotate_agui:
+        _mark_ready(ctx, session, annotations.get(ANNOTATION_TOKEN_REFRESHED_AT, ""))
+        return Result.after(due_in)
+    try:
+        refreshed_at = issue(ctx, session, run_started, known_missing=cached is None)
+    except ApiError as exc:
+        account_name = runner_sa_name(name)
+        message = (
+            f"could not issue the runner token for ServiceAccount {account_name}: {exc.status} {exc.reason}"
+        )
+        _set_secrets_ready(ctx, session, c.FALSE, TOKEN_REQUEST_FAILED, message)
+        ctx.recorder.record(session, WARNING, TOKEN_REQUEST_FAILED, message)
+        raise
+    _mark_ready(ctx, session, refreshed_at)
+    return Result.after(max(refresh_due_in(refreshed_at, ctx.config.token_ttl, now), 1.0))
+
+
+def _mark_ready(ctx: Context, session: Mapping[str, Any], refreshed_at: str) -> None:
+    current = c.parse_conditions(session.get("status")).get(c.SECRETS_READY)
+    if current is not None and current.is_true and current.reason == TOKEN_ISSUED:
+        return
+    _set_secrets_ready(ctx, session, c.TRUE, TOKEN_ISSUED, f"runner token issued at {refreshed_at}")
+
+
+def _new_token(ctx: Context, namespace: str, name: str) -> str:
+    audiences = [ctx.config.token_audience] if ctx.config.token_audience else []
+    token, _ = ctx.kube.create_token(
+        namespace, runner_sa_name(name), audiences=audiences, expiration_seconds=ctx.config.token_expiration
+    )
+    return token
+
+
+def issue(ctx: Context, session: Mapping[str, Any], run_started: str, known_missing: bool = False) -> str:
+    """Creates or refreshes the Secret; returns the refreshed-at time that is now stored.
+
+    When the cache shows no Secret the first attempt creates it without a read: a concurrent
+    creator makes that fail with AlreadyExists, which is retried as a conflict with a fresh read.
+    """
+    meta = session["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    secret_name = token_secret_name(name)
+
+    def attempt(number: int) -> str:
+        now = datetime.datetime.now(datetime.UTC)
+        current: dict[str, Any] | None = None
+        if not (known_missing and number == 1):
+            try:
+                current = ctx.kube.get(SECRETS, namespace, secret_name)
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if current is None:
+            manifest = build_token_secret(
+                session, _new_token(ctx, namespace, name), secrets.token_urlsafe(32), stamp
+            )
+            manifest["metadata"].setdefault("annotations", {})[ANNOTATION_RUN_STARTED] = run_started
+            try:
+                ctx.kube.create(SECRETS, namespace, manifest)
+            except ApiError as exc:
+                if exc.already_exists:
+                    raise ApiError(409, "Conflict", "created concurrently") from exc
+                raise
+            return stamp
+        annotations = (current.get("metadata") or {}).get("annotations") or {}
+        rotate_agui = annotations.get(ANNOTATION_RUN_STARTED) != run_started
+        due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ctx.config.token_ttl, now)
+        if due_in > 0 and not rotate_agui:
+            return str(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT))  # someone else refreshed it already
+        data: dict[str, Any] = {TOKEN_KEY_K8S: _b64(_new_token(ctx, namespace, name))}
+        if rotate_agui or not (current.get("data") or {}).get(TOKEN_KEY_AGUI):
+            data[TOKEN_KEY_AGUI] = _b64(secrets.token_urlsafe(32))
+        patch = {
+            "metadata": {
+                "resourceVersion": current["metadata"]["resourceVersion"],
+                "annotations": {ANNOTATION_TOKEN_REFRESHED_AT: stamp, ANNOTATION_RUN_STARTED: run_started},
+            },
+            "data": data,
+        }
+        ctx.kube.patch(SECRETS, namespace, secret_name, patch)
+        return stamp
+
+    return retry_on_conflict(attempt)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

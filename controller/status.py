@@ -1,0 +1,147 @@
+"""Writing session status: owned conditions only, derived phase, minimal merge patches.
+
+A loop describes the status it wants on a draft made from the session it just read; the draft turns
+that into a merge patch of only what changed (None when nothing did, so a steady state writes
+nothing), always carrying the phase that `derive_phase` gives for the resulting conditions. The
+write is guarded by resourceVersion and retried on conflict against a fresh read, with the same
+description re-applied, so concurrent writers (other loops, the backend's lastActivityTime) never
+lose an update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from controller import conditions as c
+from controller.events import NORMAL, WARNING, EventRecorder
+from controller.kube import SESSIONS, Kube
+from controller.names import ANNOTATION_DESIRED_PHASE
+from controller.retry import patch_with_retry
+
+log = logging.getLogger("controller.status")
+
+_ABSENT = object()
+
+
+class StatusDraft:
+    def __init__(self, session: Mapping[str, Any], loop: str):
+        self.loop = loop
+        self.session = session
+        meta = session.get("metadata") or {}
+        self.generation = int(meta.get("generation") or 0)
+        self.annotations: Mapping[str, str] = meta.get("annotations") or {}
+        status = session.get("status")
+        self.current: Mapping[str, Any] = status if isinstance(status, Mapping) else {}
+        self.conditions = c.parse_conditions(self.current)
+        self._original = dict(self.conditions)
+        self._fields: dict[str, Any] = {}
+
+    # -- conditions ------------------------------------------------------------------------------
+
+    def _check_owner(self, kind: str) -> None:
+        if kind not in c.OWNED_BY.get(self.loop, frozenset()):
+            raise ValueError(f"loop {self.loop} does not own condition {kind}")
+
+    def set_condition(self, kind: str, status: str, reason: str, message: str = "") -> None:
+        self._check_owner(kind)
+        old = self.conditions.get(kind)
+        changed = old is None or old.status != status
+        self.conditions[kind] = c.Condition(
+            type=kind,
+            status=status,
+            reason=reason,
+            message=message[:2048],
+            last_transition_time=c.now_rfc3339() if changed or old is None else old.last_transition_time,
+            observed_generation=self.generation,
+        )
+
+    def remove_condition(self, kind: str) -> None:
+        self._check_owner(kind)
+        self.conditions.pop(kind, None)
+
+    def reset_conditions(self, keep: tuple[str, ...] = ()) -> None:
+        """Restart: forget every condition of the previous run, whoever owned it."""
+        self.conditions = {k: v for k, v in self.conditions.items() if k in keep}
+
+    def condition(self, kind: str) -> c.Condition | None:
+        return self.conditions.get(kind)
+
+    # -- fields ----------------------------------------------------------------------------------
+
+    def set(self, field: str, value: Any) -> None:
+        """Sets a status field; None removes it."""
+        self._fields[field] = value
+
+    def get(self, field: str) -> Any:
+        if field in self._fields:
+            return self._fields[field]
+        return self.current.get(field)
+
+    @property
+    def desired_phase(self) -> str | None:
+        value = self.annotations.get(ANNOTATION_DESIRED_PHASE)
+        return value if value in (c.RUNNING, c.STOPPED) else None
+
+    @property
+    def old_phase(self) -> str:
+        return str(self.current.get("phase") or "")
+
+    @property
+    def phase(self) -> str:
+        return c.derive_phase(self.conditions, self.desired_phase)
+
+    # -- the patch -------------------------------------------------------------------------------
+
+    def patch(self) -> dict[str, Any] | None:
+        status: dict[str, Any] = {}
+        if self.loop == "sessions":
+            ready_status, ready_reason, ready_message = c.derive_ready(self.conditions, self.phase)
+            self.set_condition(c.READY, ready_status, ready_reason, ready_message)
+        if self.conditions != self._original:
+            status["conditions"] = c.condition_list(self.conditions.values())
+        phase = self.phase
+        if phase != self.old_phase:
+            status["phase"] = phase
+        for field, value in self._fields.items():
+            if self.current.get(field, _ABSENT if value is not None else None) != value:
+                status[field] = value
+        return {"status": status} if status else None
+
+
+def write_status(
+    kube: Kube,
+    cached: Mapping[str, Any],
+    loop: str,
+    describe: Callable[[StatusDraft], None],
+    recorder: EventRecorder | None = None,
+) -> tuple[str, str] | None:
+    """Applies `describe` to the session's status; returns (old phase, new phase) when written.
+
+    `describe` may run more than once (once per conflict retry), each time on a fresher object, so
+    it must only decide from the draft and from cache reads, never from a count of calls.
+    """
+    meta = cached.get("metadata") or {}
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    outcome: dict[str, Any] = {}
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+        draft = StatusDraft(current, loop)
+        describe(draft)
+        patch = draft.patch()
+        outcome.update(old=draft.old_phase, new=draft.phase, draft=draft)
+        return patch
+
+    written = patch_with_retry(kube, SESSIONS, namespace, name, mutate, cached=cached, subresource="status")
+    if written is None:
+        return None
+    old, new = str(outcome["old"]), str(outcome["new"])
+    if old != new and recorder is not None:
+        draft: StatusDraft = outcome["draft"]
+        ready = draft.conditions.get(c.READY)
+        detail = f": {ready.reason}: {ready.message}" if ready is not None and ready.message else ""
+        event_type = WARNING if new == c.FAILED else NORMAL
+        recorder.record(written, event_type, new, f"phase {old or 'unset'} -> {new}{detail}")
+        log.info("phase %s -> %s", old or "unset", new)
+    return old, new

@@ -1,0 +1,221 @@
+"""The informer cache: frozen objects, indexed, safe to share between threads without copying.
+
+client-go deep-copies on every read so that a careless caller cannot corrupt the cache. Here objects
+are frozen once on the way in (dicts become read-only dicts, lists become tuples), so reads are free
+and a mutation attempt fails loudly at the caller instead of silently changing shared state.
+`thaw()` gives a private mutable copy for building writes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn
+
+Key = tuple[str, str]
+IndexFunc = Callable[[Mapping[str, Any]], Iterable[str]]
+
+
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses every mutation; still a dict for json.dumps and isinstance checks."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("objects from the informer cache are read-only; use controller.watchers.store.thaw()")
+
+    __setitem__ = _refuse
+    __delitem__ = _refuse
+    __ior__ = _refuse
+    clear = _refuse
+    pop = _refuse
+    popitem = _refuse
+    setdefault = _refuse
+    update = _refuse
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return thaw(self)  # type: ignore[no-any-return]
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+def freeze(value: Any) -> Any:
+    """Deep-freezes JSON-like data; dict keys are interned because the same keys repeat in every object."""
+    if isinstance(value, dict):
+        if type(value) is FrozenDict:
+            return value
+        frozen = {sys.intern(k) if type(k) is str else k: freeze(v) for k, v in value.items()}
+        result = FrozenDict()
+        dict.update(result, frozen)
+        return result
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A private, mutable deep copy of (possibly frozen) JSON-like data."""
+    if isinstance(value, dict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def object_key(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class Delta:
+    """What changed in the store, for handlers: (kind, old, new); old/new are None when absent."""
+
+    __slots__ = ("new", "old", "type")
+
+    def __init__(self, type_: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None):
+        self.type = type_
+        self.old = old
+        self.new = new
+
+    def __repr__(self) -> str:
+        obj = self.new if self.new is not None else self.old
+        return f"Delta({self.type}, {object_key(obj or {})})"
+
+
+class Store:
+    """Thread-safe map of namespace/name to frozen objects, with secondary indexes."""
+
+    def __init__(self, indexers: Mapping[str, IndexFunc] | None = None):
+        self._lock = threading.RLock()
+        self._items: dict[Key, Mapping[str, Any]] = {}
+        self._indexers = dict(indexers or {})
+        self._indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in self._indexers}
+
+    def _index(self, key: Key, obj: Mapping[str, Any] | None, add: bool) -> None:
+        if obj is None:
+            return
+        for name, func in self._indexers.items():
+            buckets = self._indexes[name]
+            for value in func(obj):
+                if add:
+                    buckets.setdefault(value, set()).add(key)
+                else:
+                    members = buckets.get(value)
+                    if members is not None:
+                        members.discard(key)
+                        if not members:
+                            del buckets[value]
+
+    def upsert(self, obj: Mapping[str, Any]) -> Delta:
+        frozen = freeze(obj)
+        key = object_key(frozen)
+        with self._lock:
+            old = self._items.get(key)
+            self._index(key, old, add=False)
+            self._items[key] = frozen
+            self._index(key, frozen, add=True)
+        return Delta("ADDED" if old is None else "MODIFIED", old, frozen)
+
+    def delete(self, obj: Mapping[str, Any]) -> Delta | None:
+        key = object_key(obj)
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._index(key, old, add=False)
+        return None if old is None else Delta("DELETED", old, None)
+
+    def replace(self, namespace: str | None, objects: Iterable[Mapping[str, Any]]) -> builtins.list[Delta]:
+        """Swaps in a fresh LIST for one namespace (all when None) and reports what changed.
+
+        Objects that vanished while the watch was down come back as DELETED deltas, so handlers
+        hear about deletions they would otherwise have missed.
+        """
+        fresh = {object_key(f): f for f in (freeze(o) for o in objects)}
+        deltas: builtins.list[Delta] = []
+        with self._lock:
+            scope = [k for k in self._items if namespace is None or k[0] == namespace]
+            for key in scope:
+                if key not in fresh:
+                    gone = self._items.pop(key)
+                    self._index(key, gone, add=False)
+                    deltas.append(Delta("DELETED", gone, None))
+            for key, obj in fresh.items():
+                old = self._items.get(key)
+                if old is not None and _resource_version(old) == _resource_version(obj):
+                    continue
+                self._index(key, old, add=False)
+                self._items[key] = obj
+                self._index(key, obj, add=True)
+                deltas.append(Delta("ADDED" if old is None else "MODIFIED", old, obj))
+        return deltas
+
+    def drop_namespace(self, namespace: str) -> int:
+        with self._lock:
+            keys = [k for k in self._items if k[0] == namespace]
+            for key in keys:
+                self._index(key, self._items.pop(key), add=False)
+        return len(keys)
+
+    def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        with self._lock:
+            return self._items.get((namespace, name))
+
+    def list(self, namespace: str | None = None) -> builtins.list[Mapping[str, Any]]:
+        with self._lock:
+            if namespace is None:
+                return list(self._items.values())
+            return [v for k, v in self._items.items() if k[0] == namespace]
+
+    def by_index(self, index: str, value: str) -> builtins.list[Mapping[str, Any]]:
+        with self._lock:
+            return [self._items[k] for k in self._indexes[index].get(value, ())]
+
+    def keys(self) -> builtins.list[Key]:
+        with self._lock:
+            return list(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return iter(self.list())
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The default transform: managedFields and last-applied are large and never read by the operator."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+            annotations.pop(LAST_APPLIED)
+            if not annotations:
+                meta.pop("annotations")
+    return obj
+
+
+def controller_owner_name(obj: Mapping[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return str(ref.get("name"))
+    return None
+
+
+def index_by_controller_owner(obj: Mapping[str, Any]) -> builtins.list[str]:
+    """Index value 'namespace/owner-name' of the object's controller, for 'children of session X'."""
+    owner = controller_owner_name(obj)
+    if owner is None:
+        return []
+    return [f"{(obj.get('metadata') or {}).get('namespace', '')}/{owner}"]
