@@ -100,8 +100,9 @@ def session_spec(session: Mapping[str, Any]) -> Mapping[str, Any]:
 def owner_reference(session: Mapping[str, Any]) -> dict[str, Any]:
     """Controller reference, so garbage collection removes children with their session.
 
-    blockOwnerDeletion makes a foreground delete of the session wait for its children, which the
-    original operator did not ask for.
+    No blockOwnerDeletion: under the OwnerReferencesPermissionEnforcement admission plugin (on by
+    default in OpenShift) setting it needs update on agenticsessions/finalizers, a permission the
+    operator otherwise has no use for; background deletion does not need it.
     """
     return {
         "apiVersion": API_VERSION,
@@ -109,7 +110,6 @@ def owner_reference(session: Mapping[str, Any]) -> dict[str, Any]:
         "name": session_name(session),
         "uid": as_str(session_metadata(session).get("uid")),
         "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 

@@ -22,7 +22,6 @@ from controller.names import (
     ANNOTATION_STOP_REASON,
     ANNOTATION_STOP_REQUESTED_AT,
     runner_job_name,
-    runner_sa_name,
     session_service_name,
     temp_content_pod_name,
 )
@@ -120,6 +119,8 @@ def restart(ctx: Context, session: Mapping[str, Any]) -> Result:
         if draft.old_phase not in c.TERMINAL_PHASES:
             return
         draft.reset_conditions()
+        previous = draft.get("restartCount")
+        draft.set("restartCount", (previous if isinstance(previous, int) else 0) + 1)
         draft.set("startTime", c.now_rfc3339())
         draft.set("completionTime", None)
         draft.set("stoppedReason", None)
@@ -257,13 +258,10 @@ def _ensure_workspace(ctx: Context, session: Mapping[str, Any]) -> tuple[Result 
     return _conflict(ctx, session, "PersistentVolumeClaim", claim, state), f"workspace {claim}"
 
 
-def is_resume(ctx: Context, session: Mapping[str, Any]) -> bool:
-    """A restart of a session that ran before: its ServiceAccount predates the current start."""
-    meta = session["metadata"]
-    account = ctx.caches.service_accounts.get(meta["namespace"], runner_sa_name(meta["name"]))
-    started = c.parse_time((session.get("status") or {}).get("startTime"))
-    created = c.parse_time(((account or {}).get("metadata") or {}).get("creationTimestamp"))
-    return started is not None and created is not None and created < started - datetime.timedelta(seconds=1)
+def is_resume(session: Mapping[str, Any]) -> bool:
+    """A session started again after it stopped or ended resumes its previous run."""
+    count = (session.get("status") or {}).get("restartCount")
+    return isinstance(count, int) and count > 0
 
 
 def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
@@ -360,7 +358,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             ctx.recorder.record(session, WARNING, "RunnerJobRecreated", message)
         else:
             reason, message = "Created", f"runner Job {job_name} created"
-        manifest, warnings = build_runner_job(session, ctx.config, is_resume(ctx, session))
+        manifest, warnings = build_runner_job(session, ctx.config, is_resume(session))
         state = ensure_child(ctx, None, JOBS, manifest, uid)
         stop_here = _conflict(ctx, session, "Job", job_name, state)
         if stop_here is not None:

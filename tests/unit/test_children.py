@@ -73,7 +73,6 @@ def test_every_child_is_owned_labelled_and_annotated(
         "name": "s1",
         "uid": "uid-1",
         "controller": True,
-        "blockOwnerDeletion": True,
     }]
     assert meta["labels"][LABEL_SESSION] == "s1"
     assert meta["labels"][LABEL_MANAGED_BY] == "agentic-operator"

@@ -43,7 +43,6 @@ ALLOWED_DEFAULTS: dict[str, Any] = {
     "spec.repos[].branch": "main",
     "spec.repos[].autoPush": False,
     "spec.activeWorkflow.branch": "main",
-    "spec.llmSettings.model": "claude-sonnet-4-6",
     "spec.llmSettings.temperature": 0.7,
     "spec.llmSettings.maxTokens": 4000,
     "status.phase": "Pending",
@@ -261,6 +260,9 @@ def test_crd_identity() -> None:
     assert version["served"] is True
     assert version["storage"] is True
     assert version["subresources"] == {"status": {}}
+    # The API server rejects a CRD whose schema says anything about metadata beyond name and
+    # generateName, a description included.
+    assert "metadata" not in crd_schema()["properties"]
 
 
 def test_crd_printer_columns() -> None:
@@ -319,6 +321,7 @@ def test_spec_limits() -> None:
         ("ssh://git@github.com/org/repo.git", True),
         ("git://example.org/repo.git", True),
         ("git@github.com:org/repo.git", True),
+        ("HTTPS://github.com/org/repo", True),
         ("github.com/org/repo", False),
         ("ftp://example.org/repo.git", False),
         ("https://example.com/has space", False),

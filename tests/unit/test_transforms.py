@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from controller.names import ANNOTATION_SESSION_NAME
+from controller.watchers import transforms
+from controller.watchers.store import LAST_APPLIED
+
+TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJl"
+
+
+def owner_ref(kind: str, name: str, controller: bool = True) -> dict[str, Any]:
+    api_version = "vteam.ambient-code/v1alpha1" if kind == "AgenticSession" else "batch/v1"
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": f"uid-{name}",
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def token_secret() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": "ambient-runner-token-s1",
+            "namespace": "team-a",
+            "uid": "uid-secret",
+            "resourceVersion": "77",
+            "labels": {"agentic-session": "s1"},
+            "annotations": {
+                "ambient-code.io/token-refreshed-at": "2025-06-01T12:00:00Z",
+                LAST_APPLIED: json.dumps({"stringData": {"k8s-token": TOKEN}}),
+            },
+            "ownerReferences": [owner_ref("AgenticSession", "s1")],
+            "managedFields": [{"manager": "agentic-operator", "operation": "Update"}],
+        },
+        "data": {"k8s-token": "ZXlKaGJHY2lPaUpTVXpJMU5pSjk=", "agui-token": "c2VjcmV0"},
+        "stringData": {"k8s-token": TOKEN},
+    }
+
+
+def test_metadata_only_secret_never_keeps_tokens() -> None:
+    slim = transforms.metadata_only(token_secret())
+    assert set(slim) == {"apiVersion", "kind", "metadata"}
+    assert "data" not in slim and "stringData" not in slim
+    assert "managedFields" not in slim["metadata"]
+    assert slim["metadata"]["annotations"] == {"ambient-code.io/token-refreshed-at": "2025-06-01T12:00:00Z"}
+    assert slim["metadata"]["name"] == "ambient-runner-token-s1"
+    assert slim["metadata"]["resourceVersion"] == "77"
+    dumped = json.dumps(slim)
+    assert TOKEN not in dumped
+    assert "c2VjcmV0" not in dumped
+
+
+def runner_pod() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "s1-runner-abcde",
+            "namespace": "team-a",
+            "labels": {"job-name": "s1-runner"},
+            "ownerReferences": [owner_ref("Job", "s1-runner")],
+        },
+        "spec": {
+            "nodeName": "worker-1",
+            "restartPolicy": "Never",
+            "serviceAccountName": "ambient-session-s1",
+            "containers": [
+                {
+                    "name": "ambient-code-runner",
+                    "image": "runner:latest",
+                    "env": [{"name": "INITIAL_PROMPT", "value": "x" * 1000}],
+                }
+            ],
+            "volumes": [
+                {"name": "workspace", "persistentVolumeClaim": {"claimName": "ambient-workspace-s1"}}
+            ],
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "ambient-code-runner", "state": {"running": {}}}],
+        },
+    }
+
+
+def test_pod_keeps_status_and_node_but_not_containers() -> None:
+    original = runner_pod()
+    slim = transforms.pod(original)
+    assert slim["spec"] == {"nodeName": "worker-1", "restartPolicy": "Never"}
+    assert slim["status"] == original["status"]
+    assert "INITIAL_PROMPT" not in json.dumps(slim)
+
+
+def test_job_drops_template() -> None:
+    original: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "s1-runner", "namespace": "team-a"},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 3660,
+            "ttlSecondsAfterFinished": 60,
+            "template": runner_pod()["spec"],
+        },
+        "status": {"active": 1},
+    }
+    slim = transforms.job(original)
+    assert slim["spec"] == {"backoffLimit": 0, "activeDeadlineSeconds": 3660, "ttlSecondsAfterFinished": 60}
+    assert slim["status"] == {"active": 1}
+    assert "template" not in slim["spec"]
+
+
+def child(
+    annotations: dict[str, str] | None = None, refs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "child", "namespace": "team-a"}
+    if annotations is not None:
+        meta["annotations"] = annotations
+    if refs is not None:
+        meta["ownerReferences"] = refs
+    return {"metadata": meta}
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        pytest.param(
+            child({ANNOTATION_SESSION_NAME: "a-very-long-session-name"}, [owner_ref("Job", "s1-runner")]),
+            ["team-a/a-very-long-session-name"],
+            id="annotation",
+        ),
+        pytest.param(
+            child({ANNOTATION_SESSION_NAME: "from-annotation"}, [owner_ref("AgenticSession", "from-owner")]),
+            ["team-a/from-annotation"],
+            id="annotation wins over owner",
+        ),
+        pytest.param(child(None, [owner_ref("AgenticSession", "s1")]), ["team-a/s1"], id="controller owner"),
+        pytest.param(child({}, [owner_ref("AgenticSession", "s1")]), ["team-a/s1"], id="empty annotations"),
+        pytest.param(child(None, [owner_ref("Job", "s1-runner")]), [], id="owner of another kind"),
+        pytest.param(
+            child(None, [owner_ref("AgenticSession", "s1", controller=False)]), [], id="owner not controller"
+        ),
+        pytest.param(child(), [], id="nothing"),
+    ],
+)
+def test_session_of(obj: dict[str, Any], expected: list[str]) -> None:
+    assert transforms.session_of(obj) == expected
