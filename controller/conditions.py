@@ -28,7 +28,7 @@ TERMINAL_PHASES = frozenset({STOPPED, COMPLETED, FAILED})
 RECONCILED = "Reconciled"  # sessions
 PVC_READY = "PVCReady"  # sessions
 JOB_CREATED = "JobCreated"  # sessions
-READY = "Ready"  # sessions
+READY = "Ready"  # derived from the others, like the phase, by whichever loop writes status
 SECRETS_READY = "SecretsReady"  # token secrets
 POD_SCHEDULED = "PodScheduled"  # jobs
 RUNNER_STARTED = "RunnerStarted"  # jobs
@@ -36,7 +36,7 @@ RUNNER_FINISHED = "RunnerFinished"  # jobs: the runner's end, success or failure
 TEMP_CONTENT_POD_READY = "TempContentPodReady"  # temp content
 
 OWNED_BY = {
-    "sessions": frozenset({RECONCILED, PVC_READY, JOB_CREATED, READY}),
+    "sessions": frozenset({RECONCILED, PVC_READY, JOB_CREATED}),
     "token-secrets": frozenset({SECRETS_READY}),
     "jobs": frozenset({POD_SCHEDULED, RUNNER_STARTED, RUNNER_FINISHED}),
     "temp-content": frozenset({TEMP_CONTENT_POD_READY}),
@@ -89,7 +89,7 @@ class Condition:
         generation = raw.get("observedGeneration")
         return Condition(
             type=str(raw.get("type", "")),
-            status=str(raw.get("status", UNKNOWN)),
+            status=str(raw.get("status") or UNKNOWN),
             reason=str(raw.get("reason") or ""),
             message=str(raw.get("message") or ""),
             last_transition_time=str(raw.get("lastTransitionTime") or ""),

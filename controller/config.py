@@ -194,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the operator",
         description="Run the operator. Every flag can also be set by the environment variable shown.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for f in dataclasses.fields(OperatorConfig):
         env = f.metadata["env"]
-        help_text = f"{f.metadata['help']} [env {env}]"
+        shown = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        help_text = f"{f.metadata['help']} (default: {shown!r}) [env {env}]"
         if isinstance(f.default, bool):
             run.add_argument(
                 _flag(f), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text

@@ -21,7 +21,7 @@ _current: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.Cont
 )
 
 # JWTs (service-account tokens) and long opaque secrets must never reach a log sink.
-_TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|(?i:bearer)\s+\S+")
+_TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|(?i:bearer)\s+[^\s\"']+")
 
 
 @contextlib.contextmanager
@@ -66,7 +66,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         if getattr(record, "loop", ""):
             entry.update(
@@ -75,8 +75,9 @@ class JsonFormatter(logging.Formatter):
                 name=record.__dict__["objname"],
             )
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str))
+            entry["error"] = redact(self.formatException(record.exc_info))
+        # Redacted field by field: redacting the JSON text could cut through its quotes.
+        return json.dumps(entry, default=str)
 
 
 def setup(log_format: str = "text", level: str = "info") -> None:

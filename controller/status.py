@@ -57,6 +57,27 @@ class StatusDraft:
             observed_generation=self.generation,
         )
 
+    def _derive_ready(self) -> None:
+        """Ready is derived like the phase, by whichever loop writes, so the two never disagree."""
+        ready_status, reason, message = c.derive_ready(self.conditions, self.phase)
+        old = self.conditions.get(c.READY)
+        if old is not None and (old.status, old.reason, old.message, old.observed_generation) == (
+            ready_status,
+            reason,
+            message,
+            self.generation,
+        ):
+            return
+        changed = old is None or old.status != ready_status
+        self.conditions[c.READY] = c.Condition(
+            type=c.READY,
+            status=ready_status,
+            reason=reason,
+            message=message[:2048],
+            last_transition_time=c.now_rfc3339() if changed else old.last_transition_time,
+            observed_generation=self.generation,
+        )
+
     def remove_condition(self, kind: str) -> None:
         self._check_owner(kind)
         self.conditions.pop(kind, None)
@@ -96,9 +117,7 @@ class StatusDraft:
 
     def patch(self) -> dict[str, Any] | None:
         status: dict[str, Any] = {}
-        if self.loop == "sessions":
-            ready_status, ready_reason, ready_message = c.derive_ready(self.conditions, self.phase)
-            self.set_condition(c.READY, ready_status, ready_reason, ready_message)
+        self._derive_ready()
         if self.conditions != self._original:
             status["conditions"] = c.condition_list(self.conditions.values())
         phase = self.phase

@@ -70,6 +70,15 @@ def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | Non
     return None
 
 
+def _job_failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Job's failure, as soon as the Job controller decides it.
+
+    The Job controller first adds FailureTarget (with the final reason), then terminates the pods,
+    and only then sets Failed; reading both keeps the cause from being mistaken for a lost pod.
+    """
+    return _job_condition(job, "Failed") or _job_condition(job, "FailureTarget")
+
+
 def runner_container(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     statuses = (pod.get("status") or {}).get("containerStatuses") or ()
     for status in statuses:
@@ -90,6 +99,9 @@ def _terminated_outcome(pod: Mapping[str, Any]) -> Outcome | None:
     state = (container or {}).get("state") or {}
     terminated = state.get("terminated")
     status = pod.get("status") or {}
+    # An evicted pod's containers show exit 137 / ContainerStatusUnknown: the eviction is the cause.
+    if status.get("phase") == "Failed" and status.get("reason") == EVICTED:
+        return Outcome(EVICTED, f"the runner pod was evicted: {status.get('message') or 'no message'}")
     if terminated:
         code = terminated.get("exitCode")
         reason = str(terminated.get("reason") or "")
@@ -107,8 +119,6 @@ def _terminated_outcome(pod: Mapping[str, Any]) -> Outcome | None:
             RUNNER_EXIT, f"the runner exited with code {code}{detail}" + (f": {text}" if text else "")
         )
     if status.get("phase") == "Failed":
-        if status.get("reason") == EVICTED:
-            return Outcome(EVICTED, f"the runner pod was evicted: {status.get('message') or 'no message'}")
         return Outcome(
             POD_FAILED,
             f"the runner pod failed: {status.get('reason') or ''} {status.get('message') or ''}".strip(),
@@ -127,7 +137,7 @@ def observe(
     waiting_grace: float,
 ) -> Observation:
     """The runner's state from the cached Job and its pods (newest first)."""
-    deadline = _job_condition(job, "Failed")
+    deadline = _job_failure(job)
     if deadline is not None and deadline.get("reason") == DEADLINE_EXCEEDED:
         return Observation(
             finished=Outcome(
@@ -141,7 +151,7 @@ def observe(
         ended = _terminated_outcome(pod)
         if ended is not None:
             return Observation(finished=ended)
-    failed = _job_condition(job, "Failed")
+    failed = _job_failure(job)
     if failed is not None:
         reason = str(failed.get("reason") or BACKOFF_LIMIT_EXCEEDED)
         if pod is None and was_running:

@@ -180,7 +180,12 @@ def test_patch_carries_phase_only_when_it_changes() -> None:
 def test_patch_phase_follows_the_desired_phase_annotation() -> None:
     draft = StatusDraft(session(running_status(), desired=c.STOPPED), "jobs")
     assert draft.desired_phase == c.STOPPED
-    assert draft.patch() == {"status": {"phase": c.STOPPING}}
+    patch = draft.patch()
+    assert patch is not None
+    assert patch["status"]["phase"] == c.STOPPING
+    # Ready is derived along with the phase, so it follows the stop request in the same write.
+    assert conditions_of(patch)[c.READY]["reason"] == c.STOPPING
+    assert set(conditions_of(patch)) == {cond["type"] for cond in running_status()["conditions"]}
 
 
 def test_reset_conditions_gives_pending() -> None:
@@ -207,4 +212,4 @@ def test_reset_conditions_keeps_the_listed_ones() -> None:
     patch = draft.patch()
     assert patch is not None
     assert patch["status"]["phase"] == c.CREATING
-    assert list(conditions_of(patch)) == [c.PVC_READY]
+    assert list(conditions_of(patch)) == [c.PVC_READY, c.READY]
