@@ -68,13 +68,15 @@ class StatusDraft:
             self.generation,
         ):
             return
-        changed = old is None or old.status != ready_status
+        keep_time = old is not None and old.status == ready_status
         self.conditions[c.READY] = c.Condition(
             type=c.READY,
             status=ready_status,
             reason=reason,
             message=message[:2048],
-            last_transition_time=c.now_rfc3339() if changed else old.last_transition_time,
+            last_transition_time=old.last_transition_time
+            if old is not None and keep_time
+            else c.now_rfc3339(),
             observed_generation=self.generation,
         )
 

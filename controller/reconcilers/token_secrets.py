@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
+import os
 import secrets
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +41,10 @@ log = logging.getLogger("controller.reconcilers.token_secrets")
 
 LOOP = "token-secrets"
 ANNOTATION_RUN_STARTED = "ambient-code.io/run-start-time"
+ANNOTATION_REFRESH_CLAIM = "ambient-code.io/token-refresh-claim"
+CLAIM_TIMEOUT = 30.0
+IDENTITY = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+CLAIM_RETRY = 2.0
 TOKEN_ISSUED = "TokenIssued"
 TOKEN_REQUEST_FAILED = "TokenRequestFailed"
 WAITING_FOR_ACCOUNT = "WaitingForServiceAccount"
@@ -91,6 +97,8 @@ def reconcile(ctx: Context, key: Key) -> Result:
         return Result.after(due_in)
     try:
         refreshed_at = issue(ctx, session, run_started, known_missing=cached is None)
+    except RefreshInProgress:
+        return Result.after(CLAIM_RETRY)
     except ApiError as exc:
         account_name = runner_sa_name(name)
         message = (
@@ -155,13 +163,32 @@ def issue(ctx: Context, session: Mapping[str, Any], run_started: str, known_miss
         due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ctx.config.token_ttl, now)
         if due_in > 0 and not rotate_agui:
             return str(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT))  # someone else refreshed it already
+        if claimed_by_other(annotations.get(ANNOTATION_REFRESH_CLAIM), now):
+            raise RefreshInProgress(f"another operator is refreshing Secret {secret_name}")
+        # Claim the refresh before asking for a token: a racing refresher now fails this write with
+        # 409, re-reads, sees the claim (then the new token) and makes no TokenRequest of its own.
+        claimed = ctx.kube.patch(
+            SECRETS,
+            namespace,
+            secret_name,
+            {
+                "metadata": {
+                    "resourceVersion": current["metadata"]["resourceVersion"],
+                    "annotations": {ANNOTATION_REFRESH_CLAIM: f"{IDENTITY} {stamp}"},
+                }
+            },
+        )
         data: dict[str, Any] = {TOKEN_KEY_K8S: _b64(_new_token(ctx, namespace, name))}
         if rotate_agui or not (current.get("data") or {}).get(TOKEN_KEY_AGUI):
             data[TOKEN_KEY_AGUI] = _b64(secrets.token_urlsafe(32))
         patch = {
             "metadata": {
-                "resourceVersion": current["metadata"]["resourceVersion"],
-                "annotations": {ANNOTATION_TOKEN_REFRESHED_AT: stamp, ANNOTATION_RUN_STARTED: run_started},
+                "resourceVersion": claimed["metadata"]["resourceVersion"],
+                "annotations": {
+                    ANNOTATION_TOKEN_REFRESHED_AT: stamp,
+                    ANNOTATION_RUN_STARTED: run_started,
+                    ANNOTATION_REFRESH_CLAIM: None,
+                },
             },
             "data": data,
         }
@@ -169,6 +196,21 @@ def issue(ctx: Context, session: Mapping[str, Any], run_started: str, known_miss
         return stamp
 
     return retry_on_conflict(attempt)
+
+
+class RefreshInProgress(Exception):
+    """Another refresher holds a fresh claim on this Secret; look again shortly."""
+
+
+def claimed_by_other(claim: str | None, now: datetime.datetime) -> bool:
+    """True while another refresher's claim is younger than CLAIM_TIMEOUT (a crashed one expires)."""
+    if not claim:
+        return False
+    holder, _, when = claim.partition(" ")
+    claimed_at = c.parse_time(when)
+    if holder == IDENTITY or claimed_at is None:
+        return False
+    return (now - claimed_at).total_seconds() < CLAIM_TIMEOUT
 
 
 def _b64(text: str) -> str:
