@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import logging
 import socket
 import time
 import urllib.parse
@@ -26,6 +27,7 @@ from opentelemetry import trace
 from controller import metrics
 
 JSON = dict[str, Any]
+log = logging.getLogger("controller.kube")
 tracer = trace.get_tracer("agentic-operator.kube")
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -257,6 +259,13 @@ class Kube:
                     raise ApiError(0, "ConnectionError", str(exc)) from exc
                 self._record(verb, resource, method, str(response.status), started)
                 span.set_attribute("http.response.status_code", response.status)
+                log.debug(
+                    "%s %s -> %d in %.1fms",
+                    method,
+                    path,
+                    response.status,
+                    (time.monotonic() - started) * 1000,
+                )
                 if 200 <= response.status < 300:
                     return json.loads(response.data) if response.data else {}
                 error = ApiError.from_response(response.status, response.data, response.headers)
@@ -409,6 +418,9 @@ class Kube:
             self._record("watch", res.plural, "GET", "<error>", started)
             raise ApiError(0, "ConnectionError", str(exc)) from exc
         self._record("watch", res.plural, "GET", str(response.status), started)
+        log.debug(
+            "WATCH %s from resourceVersion %s -> %d", res.path(namespace), resource_version, response.status
+        )
         if response.status != 200:
             data = response.read()
             response.release_conn()

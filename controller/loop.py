@@ -121,6 +121,7 @@ class Loop:
                 metrics.reconcile_total.labels(self.name, outcome).inc()
                 metrics.reconcile_time_seconds.labels(self.name).observe(time.monotonic() - started)
                 span.set_attribute("result", outcome)
+                log.debug("reconciled: %s in %.1fms", outcome, (time.monotonic() - started) * 1000)
                 with self._active_lock:
                     self._active -= 1
                     gauge.set(self._active)

@@ -40,7 +40,7 @@ from controller.status import StatusDraft, write_status
 log = logging.getLogger("controller.reconcilers.token_secrets")
 
 LOOP = "token-secrets"
-ANNOTATION_RUN_STARTED = "ambient-code.io/run-start-time"
+ANNOTATION_RUN = "ambient-code.io/run-number"
 ANNOTATION_REFRESH_CLAIM = "ambient-code.io/token-refresh-claim"
 CLAIM_TIMEOUT = 30.0
 IDENTITY = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -65,6 +65,12 @@ def refresh_due_in(refreshed_at: str | None, ttl: float, now: datetime.datetime)
     return ttl - (now - when).total_seconds()
 
 
+def run_number(session: Mapping[str, Any]) -> str:
+    """Which run of the session this is: the agui-token belongs to one run and rotates on restart."""
+    count = (session.get("status") or {}).get("restartCount")
+    return str(count if isinstance(count, int) else 0)
+
+
 def _set_secrets_ready(
     ctx: Context, session: Mapping[str, Any], status: str, reason: str, message: str
 ) -> None:
@@ -84,19 +90,17 @@ def reconcile(ctx: Context, key: Key) -> Result:
     account = ctx.caches.service_accounts.get(namespace, runner_sa_name(name))
     if account is None or not owned_by(account, uid):
         return Result.done()  # the sessions loop creates it; its event wakes us
-    run_started = str((session.get("status") or {}).get("startTime") or "")
-    if not run_started:
-        return Result.done()  # the sessions loop stamps startTime first; that write wakes us
+    run = run_number(session)
     now = datetime.datetime.now(datetime.UTC)
     cached = ctx.caches.secrets.get(namespace, token_secret_name(name))
     annotations = ((cached or {}).get("metadata") or {}).get("annotations") or {}
     due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ctx.config.token_ttl, now)
-    rotate_agui = cached is not None and annotations.get(ANNOTATION_RUN_STARTED) != run_started
+    rotate_agui = cached is not None and annotations.get(ANNOTATION_RUN) != run
     if cached is not None and due_in > 0 and not rotate_agui:
         _mark_ready(ctx, session, annotations.get(ANNOTATION_TOKEN_REFRESHED_AT, ""))
         return Result.after(due_in)
     try:
-        refreshed_at = issue(ctx, session, run_started, known_missing=cached is None)
+        refreshed_at = issue(ctx, session, run, known_missing=cached is None)
     except RefreshInProgress:
         return Result.after(CLAIM_RETRY)
     except ApiError as exc:
@@ -126,7 +130,7 @@ def _new_token(ctx: Context, namespace: str, name: str) -> str:
     return token
 
 
-def issue(ctx: Context, session: Mapping[str, Any], run_started: str, known_missing: bool = False) -> str:
+def issue(ctx: Context, session: Mapping[str, Any], run: str, known_missing: bool = False) -> str:
     """Creates or refreshes the Secret; returns the refreshed-at time that is now stored.
 
     When the cache shows no Secret the first attempt creates it without a read: a concurrent
@@ -150,7 +154,7 @@ def issue(ctx: Context, session: Mapping[str, Any], run_started: str, known_miss
             manifest = build_token_secret(
                 session, _new_token(ctx, namespace, name), secrets.token_urlsafe(32), stamp
             )
-            manifest["metadata"].setdefault("annotations", {})[ANNOTATION_RUN_STARTED] = run_started
+            manifest["metadata"].setdefault("annotations", {})[ANNOTATION_RUN] = run
             try:
                 ctx.kube.create(SECRETS, namespace, manifest)
             except ApiError as exc:
@@ -159,7 +163,7 @@ def issue(ctx: Context, session: Mapping[str, Any], run_started: str, known_miss
                 raise
             return stamp
         annotations = (current.get("metadata") or {}).get("annotations") or {}
-        rotate_agui = annotations.get(ANNOTATION_RUN_STARTED) != run_started
+        rotate_agui = annotations.get(ANNOTATION_RUN) != run
         due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ctx.config.token_ttl, now)
         if due_in > 0 and not rotate_agui:
             return str(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT))  # someone else refreshed it already
@@ -186,7 +190,7 @@ def issue(ctx: Context, session: Mapping[str, Any], run_started: str, known_miss
                 "resourceVersion": claimed["metadata"]["resourceVersion"],
                 "annotations": {
                     ANNOTATION_TOKEN_REFRESHED_AT: stamp,
-                    ANNOTATION_RUN_STARTED: run_started,
+                    ANNOTATION_RUN: run,
                     ANNOTATION_REFRESH_CLAIM: None,
                 },
             },
