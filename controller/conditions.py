@@ -53,10 +53,13 @@ STOPPING_REASON = "Stopping"
 STOPPED_REASON = "Stopped"
 SUCCEEDED = "Succeeded"
 RUNNER_LOST = "RunnerLost"
+JOB_LOST = "JobLost"
 
 # A condition False with one of these reasons means the session cannot make progress without a
 # person: the phase is Failed.
-TERMINAL_REASONS = frozenset({INVALID_SPEC, PARENT_WORKSPACE_MISSING, NAME_CONFLICT, CREATING_TIMEOUT})
+TERMINAL_REASONS = frozenset(
+    {INVALID_SPEC, PARENT_WORKSPACE_MISSING, NAME_CONFLICT, CREATING_TIMEOUT, JOB_LOST}
+)
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 

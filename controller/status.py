@@ -161,7 +161,9 @@ def write_status(
     if old != new and recorder is not None:
         draft: StatusDraft = outcome["draft"]
         ready = draft.conditions.get(c.READY)
-        detail = f": {ready.reason}: {ready.message}" if ready is not None and ready.message else ""
+        detail = ""
+        if ready is not None and ready.message:
+            detail = f": {ready.message}" if ready.reason == new else f": {ready.reason}: {ready.message}"
         event_type = WARNING if new == c.FAILED else NORMAL
         recorder.record(written, event_type, new, f"phase {old or 'unset'} -> {new}{detail}")
         log.info("phase %s -> %s", old or "unset", new)

@@ -46,9 +46,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    needs_cluster = []
     for item in items:
         if item.path.is_relative_to(E2E_DIR):
             item.add_marker(pytest.mark.e2e)
+        if "cluster" in getattr(item, "fixturenames", ()):
+            needs_cluster.append(item)
+    # Decide once, at collection, so a missing prerequisite shows as one folded skip reason rather
+    # than one line per test; REQUIRE_CLUSTER=1 leaves it to the fixture to fail.
+    if needs_cluster and not _required():
+        problem = _missing_prerequisite(config)
+        if problem is not None:
+            for item in needs_cluster:
+                item.add_marker(pytest.mark.skip(reason=problem))
 
 
 @dataclass
@@ -90,12 +100,52 @@ def _api_client(kubeconfig: Path) -> Any:
     return api_client
 
 
+_PROBLEM = pytest.StashKey[str | None]()
+
+
+def _missing_prerequisite(config: pytest.Config) -> str | None:
+    """Why the selected kind of cluster cannot exist on this machine, or None if it can."""
+    if _PROBLEM not in config.stash:
+        config.stash[_PROBLEM] = _probe(config.getoption("--cluster"))
+    return config.stash[_PROBLEM]
+
+
+def _probe(mode: str) -> str | None:
+    if mode == "local":
+        try:
+            from hack.local_cluster import LocalCluster, go_available
+        except ImportError as exc:
+            return f"--cluster=local needs the test extras (pip install -e '.[test]'): {exc}"
+        if go_available() or os.environ.get("LOCAL_CLUSTER_BIN_DIR") or LocalCluster().is_running():
+            return None
+        return "--cluster=local needs Go on PATH to build the control plane (hack/build-binaries.sh)"
+    if mode == "kind":
+        try:
+            probe = subprocess.run(
+                ["docker", "info"], capture_output=True, text=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"--cluster=kind needs a running Docker engine: {exc}"
+        if probe.returncode != 0:
+            last_line = (probe.stderr or probe.stdout).strip().splitlines()[-1:]
+            detail = " ".join(last_line) or "docker info failed"
+            return f"--cluster=kind needs a running Docker engine: {detail}"
+        return None
+    candidates = _kubeconfig_candidates()
+    if not any(path.is_file() for path in candidates):
+        return f"--cluster=existing found no kubeconfig (looked at {', '.join(map(str, candidates))})"
+    return None
+
+
+def _kubeconfig_candidates() -> list[Path]:
+    configured = os.environ.get("KUBECONFIG", "")
+    return [Path(p) for p in configured.split(os.pathsep) if p] or [Path.home() / ".kube" / "config"]
+
+
 def _start_local() -> tuple[Cluster, bool]:
-    from hack.local_cluster import ClusterError, LocalCluster, go_available
+    from hack.local_cluster import ClusterError, LocalCluster
 
     local = LocalCluster()
-    if not local.is_running() and not go_available() and not os.environ.get("LOCAL_CLUSTER_BIN_DIR"):
-        _unavailable("--cluster=local needs Go on PATH to build the control plane (hack/build-binaries.sh)")
     try:
         info = local.up()
     except ClusterError as exc:
@@ -105,15 +155,6 @@ def _start_local() -> tuple[Cluster, bool]:
 
 
 def _start_kind() -> tuple[Cluster, Any]:
-    try:
-        probe = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
-        problem = (probe.stderr or probe.stdout).strip().splitlines()[-1:] if probe.returncode else None
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        problem = [str(exc)]
-    if problem is not None:
-        detail = " ".join(problem) or "docker info failed"
-        _unavailable(f"--cluster=kind needs a running Docker engine: {detail}")
-
     from pytest_kind import KindCluster
 
     kind_binary = shutil.which("kind")
@@ -128,18 +169,16 @@ def _start_kind() -> tuple[Cluster, Any]:
 
 
 def _existing_kubeconfig() -> Path:
-    configured = os.environ.get("KUBECONFIG", "")
-    candidates = [Path(p) for p in configured.split(os.pathsep) if p] or [Path.home() / ".kube" / "config"]
-    for path in candidates:
-        if path.is_file():
-            return path.resolve()
-    _unavailable(f"--cluster=existing found no kubeconfig (looked at {', '.join(map(str, candidates))})")
+    return next(path.resolve() for path in _kubeconfig_candidates() if path.is_file())
 
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     mode = request.config.getoption("--cluster")
     keep = os.environ.get("KEEP_CLUSTER") == "1"
+    problem = _missing_prerequisite(request.config)
+    if problem is not None:
+        _unavailable(problem)
     if mode == "local":
         local_cluster, started_here = _start_local()
         try:

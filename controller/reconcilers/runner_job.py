@@ -119,7 +119,7 @@ def repo_name(url: str) -> str:
 def repos_payload(session: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Repos as the runner receives them; a repeated name gets a numeric suffix so clones cannot collide."""
     repos = session_spec(session).get("repos")
-    if not isinstance(repos, list):
+    if not isinstance(repos, list | tuple):
         return []
     payload: list[dict[str, Any]] = []
     taken: set[str] = set()

@@ -38,7 +38,6 @@ log = logging.getLogger("controller.reconcilers.sessions")
 LOOP = "sessions"
 STOP_REASONS = ("user", "inactivity", "run-finished", "timeout")
 JOB_RECREATED = "Recreated"
-JOB_LOST = "JobLost"
 WAIT_RETRY = 5.0
 
 
@@ -346,10 +345,10 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
                     ctx.kube,
                     session,
                     LOOP,
-                    lambda d: d.set_condition(c.JOB_CREATED, c.FALSE, JOB_LOST, message),
+                    lambda d: d.set_condition(c.JOB_CREATED, c.FALSE, c.JOB_LOST, message),
                     ctx.recorder,
                 )
-                ctx.recorder.record(session, WARNING, JOB_LOST, message)
+                ctx.recorder.record(session, WARNING, c.JOB_LOST, message)
                 return Result.done()
             reason, message = (
                 JOB_RECREATED,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -180,11 +180,11 @@ class _Checker:
             return None
         return value
 
-    def array(self, parent: Mapping[str, Any], key: str, path: str) -> list[Any] | None:
+    def array(self, parent: Mapping[str, Any], key: str, path: str) -> Sequence[Any] | None:
         value = parent.get(key)
         if value is None:
             return None
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):
             self.add(path, "must be a list")
             return None
         return value

@@ -104,8 +104,11 @@ def pod_manifest(name: str, annotations: dict[str, str] | None = None, container
         "spec": {
             "restartPolicy": "Never",
             "containers": [
-                {"name": "runner" if i == 0 else f"sidecar-{i}", "image": FAKE_IMAGE,
-                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}
+                {
+                    "name": "runner" if i == 0 else f"sidecar-{i}",
+                    "image": FAKE_IMAGE,
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }
                 for i in range(containers)
             ],
         },

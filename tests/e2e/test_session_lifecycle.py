@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 from controller.kube import (
@@ -68,7 +69,12 @@ def test_creation_reaches_running_with_owned_children(
     kube: Kube, namespace: str, start_operator: OperatorFactory
 ) -> None:
     start_operator([namespace])
-    created = create_session(kube, "first", namespace, spec={"llmSettings": {"model": "claude-test"}})
+    spec = {
+        "llmSettings": {"model": "claude-test", "temperature": 0.2},
+        "repos": [{"url": "https://github.com/example/app.git", "branch": "dev"}],
+        "activeWorkflow": {"gitUrl": "https://github.com/example/flows.git", "path": "review"},
+    }
+    created = create_session(kube, "first", namespace, spec=spec)
     session = wait_session(kube, namespace, "first", phase_is("Running"), what="phase Running")
     uid = created["metadata"]["uid"]
     for resource, child in (
@@ -101,7 +107,9 @@ def test_creation_reaches_running_with_owned_children(
     assert session["status"]["observedGeneration"] == session["metadata"]["generation"]
     assert session["status"].get("startTime")
     env = _runner_env(kube, namespace, "first")
-    assert env["LLM_MODEL"] == "claude-test"
+    assert env["LLM_MODEL"] == "claude-test" and env["LLM_TEMPERATURE"] == "0.20"
+    assert json.loads(env["REPOS_JSON"])[0]["url"] == "https://github.com/example/app.git"
+    assert env["ACTIVE_WORKFLOW_GIT_URL"] == "https://github.com/example/flows.git"
     assert env["AGENTIC_SESSION_NAME"] == "first"
     assert "IS_RESUME" not in env
     service = kube.get(SERVICES, namespace, session_service_name("first"))
@@ -316,13 +324,13 @@ def test_concurrent_annotation_writer_loses_no_status(
 
 
 def test_kubectl_shows_columns_and_events(
-    kube: Kube, namespace: str, start_operator: OperatorFactory, cluster: Any, kubectl: str
+    kube: Kube, namespace: str, start_operator: OperatorFactory, cluster: Any, kubectl: str, tmp_path: Path
 ) -> None:
     start_operator([namespace])
     create_session(kube, "shown", namespace, spec={"llmSettings": {"model": "claude-shown"}})
     wait_session(kube, namespace, "shown", phase_is("Running"))
     wait_event(kube, namespace, "shown", "Running")
-    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     table = subprocess.run(
         [kubectl, "get", "as", "-n", namespace], capture_output=True, text=True, env=env, check=True
     ).stdout

@@ -29,7 +29,7 @@ from tests.e2e.conftest import (
     wait_event,
     wait_session,
 )
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import wait_for, wait_until
 
 TOKEN_REQUESTS = ("create", "serviceaccounts/token")
 
@@ -70,9 +70,10 @@ def test_refresh_at_ttl_changes_only_k8s_token(
     wait_session(kube, namespace, "fresh", phase_is("Running"))
     first, first_at = _secret(kube, namespace, "fresh")
     assert first["k8s-token"] and first["agui-token"]
-    second, second_at = wait_for(
-        lambda: (lambda d: d if d[1] != first_at else None)(_secret(kube, namespace, "fresh")),
-        20,
+    second, second_at = wait_until(
+        lambda: _secret(kube, namespace, "fresh"),
+        lambda d: d[1] != first_at,
+        timeout=20,
         message="refreshed-at to advance",
     )
     assert second["k8s-token"] != first["k8s-token"]
@@ -94,11 +95,10 @@ def test_restart_rotates_agui_token(kube: Kube, namespace: str, start_operator: 
     wait_session(kube, namespace, "rot", phase_is("Stopped"))
     _annotate(kube, namespace, "rot", {ANNOTATION_DESIRED_PHASE: "Running"})
     wait_session(kube, namespace, "rot", phase_is("Running"))
-    after = wait_for(
-        lambda: (lambda d: d if d["agui-token"] != before["agui-token"] else None)(
-            _secret(kube, namespace, "rot")[0]
-        ),
-        20,
+    after, _ = wait_until(
+        lambda: _secret(kube, namespace, "rot"),
+        lambda d: d[0]["agui-token"] != before["agui-token"],
+        timeout=20,
         message="agui-token rotated on restart",
     )
     assert after["k8s-token"] != before["k8s-token"]

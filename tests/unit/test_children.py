@@ -67,13 +67,15 @@ def test_every_child_is_owned_labelled_and_annotated(
     manifest = build(make_session())
     meta = manifest["metadata"]
     assert meta["namespace"] == "proj"
-    assert meta["ownerReferences"] == [{
-        "apiVersion": "vteam.ambient-code/v1alpha1",
-        "kind": "AgenticSession",
-        "name": "s1",
-        "uid": "uid-1",
-        "controller": True,
-    }]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "vteam.ambient-code/v1alpha1",
+            "kind": "AgenticSession",
+            "name": "s1",
+            "uid": "uid-1",
+            "controller": True,
+        }
+    ]
     assert meta["labels"][LABEL_SESSION] == "s1"
     assert meta["labels"][LABEL_MANAGED_BY] == "agentic-operator"
     assert meta["labels"][LABEL_COMPONENT] == component
@@ -156,7 +158,9 @@ def test_role_binding() -> None:
     binding = children.build_runner_role_binding(make_session())
     assert binding["metadata"]["name"] == "ambient-session-s1-rb"
     assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ambient-session-s1-role"
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "ambient-session-s1-role",
     }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "ambient-session-s1", "namespace": "proj"}
@@ -199,7 +203,8 @@ def test_temp_content_pod_and_service() -> None:
         "readOnlyRootFilesystem": True,
     }
     assert container["resources"] == {
-        "requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
     }
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/workspace", "/tmp"}
@@ -210,7 +215,8 @@ def test_temp_content_pod_and_service() -> None:
         {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
     ]
     assert service["spec"]["selector"] == {
-        "agentic-session": "s1", "app.kubernetes.io/component": "temp-content"
+        "agentic-session": "s1",
+        "app.kubernetes.io/component": "temp-content",
     }
 
 
@@ -235,12 +241,30 @@ def test_env_order_and_contents() -> None:
     env, warnings = runner_env(session, CONFIG, is_resume=True)
     assert warnings == []
     assert [item["name"] for item in env] == [
-        "AGENTIC_SESSION_NAME", "AGENTIC_SESSION_NAMESPACE", "SESSION_ID", "INITIAL_PROMPT",
-        "LLM_MODEL", "LLM_TEMPERATURE", "LLM_MAX_TOKENS", "REPOS_JSON",
-        "ACTIVE_WORKFLOW_GIT_URL", "ACTIVE_WORKFLOW_BRANCH", "ACTIVE_WORKFLOW_PATH",
-        "INTERACTIVE", "TIMEOUT", "PARENT_SESSION_ID", "IS_RESUME", "USER_ID", "USER_NAME",
-        "CUSTOM_MCP_SERVERS", "WORKSPACE_PATH", "AGUI_PORT", "AGUI_TOKEN", "BOT_TOKEN_PATH",
-        "ALPHA", "ZED",
+        "AGENTIC_SESSION_NAME",
+        "AGENTIC_SESSION_NAMESPACE",
+        "SESSION_ID",
+        "INITIAL_PROMPT",
+        "LLM_MODEL",
+        "LLM_TEMPERATURE",
+        "LLM_MAX_TOKENS",
+        "REPOS_JSON",
+        "ACTIVE_WORKFLOW_GIT_URL",
+        "ACTIVE_WORKFLOW_BRANCH",
+        "ACTIVE_WORKFLOW_PATH",
+        "INTERACTIVE",
+        "TIMEOUT",
+        "PARENT_SESSION_ID",
+        "IS_RESUME",
+        "USER_ID",
+        "USER_NAME",
+        "CUSTOM_MCP_SERVERS",
+        "WORKSPACE_PATH",
+        "AGUI_PORT",
+        "AGUI_TOKEN",
+        "BOT_TOKEN_PATH",
+        "ALPHA",
+        "ZED",
     ]
     values = env_of(session, is_resume=True)
     assert values["AGENTIC_SESSION_NAME"] == values["SESSION_ID"] == "s1"
@@ -270,15 +294,30 @@ def test_minimal_env_uses_defaults_and_omits_optional_values() -> None:
     assert values["INTERACTIVE"] == "true"
     assert values["REPOS_JSON"] == "[]"
     assert values["INITIAL_PROMPT"] == ""
-    for absent in ("LLM_TEMPERATURE", "LLM_MAX_TOKENS", "TIMEOUT", "PARENT_SESSION_ID", "IS_RESUME",
-                   "USER_ID", "USER_NAME", "CUSTOM_MCP_SERVERS", "ACTIVE_WORKFLOW_GIT_URL"):
+    for absent in (
+        "LLM_TEMPERATURE",
+        "LLM_MAX_TOKENS",
+        "TIMEOUT",
+        "PARENT_SESSION_ID",
+        "IS_RESUME",
+        "USER_ID",
+        "USER_NAME",
+        "CUSTOM_MCP_SERVERS",
+        "ACTIVE_WORKFLOW_GIT_URL",
+    ):
         assert absent not in values
 
 
 def test_repeated_repo_names_get_a_suffix() -> None:
-    session = make_session(spec={"repos": [
-        {"url": "https://a.example/x/tool.git"}, {"url": "https://b.example/y/tool"}, {"url": "ssh://h/z/tool/"},
-    ]})
+    session = make_session(
+        spec={
+            "repos": [
+                {"url": "https://a.example/x/tool.git"},
+                {"url": "https://b.example/y/tool"},
+                {"url": "ssh://h/z/tool/"},
+            ]
+        }
+    )
     assert [r["name"] for r in repos_payload(session)] == ["tool", "tool-2", "tool-3"]
 
 
@@ -298,9 +337,16 @@ def test_is_resume(is_resume: bool, force: str | None, expected: str | None) -> 
 
 
 def test_protected_variables_are_not_applied_and_warned_about() -> None:
-    session = make_session(spec={"environmentVariables": {
-        "AGUI_TOKEN": "stolen", "LLM_MODEL": "other", "SESSION_ID": "x", "MY_VAR": "ok",
-    }})
+    session = make_session(
+        spec={
+            "environmentVariables": {
+                "AGUI_TOKEN": "stolen",
+                "LLM_MODEL": "other",
+                "SESSION_ID": "x",
+                "MY_VAR": "ok",
+            }
+        }
+    )
     env, warnings = runner_env(session, CONFIG, False)
     names = [item["name"] for item in env]
     assert names.count("AGUI_TOKEN") == 1 and names.count("LLM_MODEL") == 1 and names.count("SESSION_ID") == 1
@@ -374,7 +420,8 @@ def test_runner_job_shape() -> None:
     assert container["imagePullPolicy"] == "Always"
     assert container["ports"] == [{"name": "agui", "containerPort": 8001, "protocol": "TCP"}]
     assert container["resources"] == {
-        "requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "8Gi"}
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "8Gi"},
     }
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
@@ -394,11 +441,14 @@ def test_runner_job_shape() -> None:
     ]
     assert spec["volumes"] == [
         {"name": "workspace", "persistentVolumeClaim": {"claimName": "ambient-workspace-s1"}},
-        {"name": "runner-token", "secret": {
-            "secretName": "ambient-runner-token-s1",
-            "items": [{"key": "k8s-token", "path": "bot-token"}],
-            "defaultMode": 0o440,
-        }},
+        {
+            "name": "runner-token",
+            "secret": {
+                "secretName": "ambient-runner-token-s1",
+                "items": [{"key": "k8s-token", "path": "bot-token"}],
+                "defaultMode": 0o440,
+            },
+        },
     ]
 
 
@@ -434,12 +484,14 @@ def test_active_deadline(spec: dict[str, Any], config: OperatorConfig, expected:
 
 
 def test_pod_annotations_copy_only_allowed_prefixes() -> None:
-    session = make_session(annotations={
-        "sidecar.istio.io/inject": "false",
-        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
-        "ambient-code.io/desired-phase": "Running",
-        "kubectl.kubernetes.io/last-applied-configuration": "{}",
-    })
+    session = make_session(
+        annotations={
+            "sidecar.istio.io/inject": "false",
+            "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+            "ambient-code.io/desired-phase": "Running",
+            "kubectl.kubernetes.io/last-applied-configuration": "{}",
+        }
+    )
     config = OperatorConfig(runner_pod_annotation_prefixes=("sidecar.istio.io/", "cluster-autoscaler."))
     job, _ = build_runner_job(session, config, False)
     assert job["spec"]["template"]["metadata"]["annotations"] == {

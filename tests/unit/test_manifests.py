@@ -62,8 +62,11 @@ EXPECTED_CLUSTER_RULES: set[tuple[str, str, str]] = {
     *(("", "events", v) for v in ("create", "patch")),
     *(("events.k8s.io", "events", v) for v in ("create", "patch")),
     *(("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")),
-    *(("rbac.authorization.k8s.io", r, v) for r in ("roles", "rolebindings")
-      for v in ("get", "list", "watch", "create")),
+    *(
+        ("rbac.authorization.k8s.io", r, v)
+        for r in ("roles", "rolebindings")
+        for v in ("get", "list", "watch", "create")
+    ),
 }
 CLUSTER_SCOPED_RESOURCES = {"namespaces"}
 
@@ -151,13 +154,22 @@ def registry_metric_names() -> set[str]:
 _PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _PROMQL_MATCHERS = re.compile(r"\{[^}]*\}")
 _PROMQL_RANGE = re.compile(r"\[[^\]]*\]")
-_PROMQL_GROUPING = re.compile(
-    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
-)
+_PROMQL_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _PROMQL_IDENT = re.compile(r"(?<![\w.$])[A-Za-z_:][\w:]*")
 _PROMQL_KEYWORDS = {
-    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-    "group_left", "group_right", "inf", "nan",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
 }
 
 
@@ -169,7 +181,7 @@ def promql_metric_names(expr: str) -> set[str]:
     text = _PROMQL_GROUPING.sub(" ", text)
     names: set[str] = set()
     for match in _PROMQL_IDENT.finditer(text):
-        rest = text[match.end():].lstrip()
+        rest = text[match.end() :].lstrip()
         if rest.startswith("(") or match.group().lower() in _PROMQL_KEYWORDS:
             continue
         names.add(match.group())
@@ -224,7 +236,10 @@ def kubectl() -> str:
 def kustomize(directory: Path) -> list[dict[str, Any]]:
     result = subprocess.run(
         [kubectl(), "kustomize", str(directory)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -363,8 +378,10 @@ def referenced_paths(kustomization: dict[str, Any]) -> Iterator[str]:
     for patch in kustomization.get("patches", []):
         if "path" in patch:
             yield patch["path"]
-    for generator in (*kustomization.get("configMapGenerator", []),
-                      *kustomization.get("secretGenerator", [])):
+    for generator in (
+        *kustomization.get("configMapGenerator", []),
+        *kustomization.get("secretGenerator", []),
+    ):
         for entry in (*generator.get("files", []), *generator.get("envs", [])):
             yield entry.split("=", 1)[-1]
 
@@ -431,8 +448,11 @@ def test_namespaced_role_matches_the_cluster_role() -> None:
 
 def test_bindings_name_the_operator_service_account() -> None:
     account = {"kind": "ServiceAccount", "name": "agentic-operator", "namespace": "ambient-code"}
-    for path in (RBAC / "cluster_role_binding.yaml", RBAC / "leader_election_role_binding.yaml",
-                 NAMESPACED / "role_binding.yaml"):
+    for path in (
+        RBAC / "cluster_role_binding.yaml",
+        RBAC / "leader_election_role_binding.yaml",
+        NAMESPACED / "role_binding.yaml",
+    ):
         assert load_yaml(path)["subjects"] == [account], path
 
 
@@ -506,12 +526,14 @@ def test_deployment_env_names_are_operator_settings(path: Path) -> None:
 
 def test_promql_metric_names_parser() -> None:
     expr = (
-        'histogram_quantile(0.99, sum by (controller, le) (rate(workqueue_work_duration_seconds_bucket'
+        "histogram_quantile(0.99, sum by (controller, le) (rate(workqueue_work_duration_seconds_bucket"
         '{namespace=~"$namespace", pod=~"$pod"}[$__rate_interval]))) / on (controller) group_left '
         'max(controller_runtime_max_concurrent_reconciles) > 0 and absent(up{job="x"} == 1)'
     )
     assert promql_metric_names(expr) == {
-        "workqueue_work_duration_seconds_bucket", "controller_runtime_max_concurrent_reconciles", "up",
+        "workqueue_work_duration_seconds_bucket",
+        "controller_runtime_max_concurrent_reconciles",
+        "up",
     }
 
 
@@ -533,10 +555,15 @@ def test_dashboard_panels_query_exported_metrics() -> None:
             assert not unknown, f"panel {panel['title']!r} uses unknown metrics {unknown}"
             used |= names
     # Every family the operator defines is on the dashboard somewhere.
-    for family in ("controller_runtime_reconcile_total", "controller_runtime_reconcile_time_seconds_bucket",
-                   "workqueue_unfinished_work_seconds", "rest_client_requests_total",
-                   "agentic_operator_watch_restarts_total", "agentic_operator_monitored_jobs",
-                   "leader_election_master_status"):
+    for family in (
+        "controller_runtime_reconcile_total",
+        "controller_runtime_reconcile_time_seconds_bucket",
+        "workqueue_unfinished_work_seconds",
+        "rest_client_requests_total",
+        "agentic_operator_watch_restarts_total",
+        "agentic_operator_monitored_jobs",
+        "leader_election_master_status",
+    ):
         assert family in used
 
 
@@ -638,14 +665,16 @@ def test_namespaced_install_builds() -> None:
 def test_monitoring_components_build(tmp_path: Path) -> None:
     base = os.path.relpath(MANIFESTS, tmp_path)  # kustomize refuses absolute paths
     (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "resources": [base],
-            "components": [
-                f"{base}/components/{name}" for name in ("servicemonitor", "alerts", "grafana-dashboard")
-            ],
-        }),
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [base],
+                "components": [
+                    f"{base}/components/{name}" for name in ("servicemonitor", "alerts", "grafana-dashboard")
+                ],
+            }
+        ),
         encoding="utf-8",
     )
     objects = kustomize(tmp_path)

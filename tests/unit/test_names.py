@@ -25,7 +25,10 @@ CHILD_NAME_FUNCTIONS = [
 
 def test_crd_identity() -> None:
     assert (names.GROUP, names.VERSION, names.KIND, names.PLURAL) == (
-        "vteam.ambient-code", "v1alpha1", "AgenticSession", "agenticsessions"
+        "vteam.ambient-code",
+        "v1alpha1",
+        "AgenticSession",
+        "agenticsessions",
     )
     assert names.API_VERSION == "vteam.ambient-code/v1alpha1"
 
@@ -82,7 +85,7 @@ def test_cut_part_never_ends_with_dash_or_dot() -> None:
     # The cut falls right after a run of '-' and '.' characters.
     name = "a" * 50 + "-.-" + "b" * 30
     result = names.bounded_name(name)
-    prefix = result[: -11]
+    prefix = result[:-11]
     assert not prefix.endswith(("-", "."))
     assert DNS_1123_LABEL.match(result)
 

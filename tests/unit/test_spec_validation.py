@@ -145,10 +145,16 @@ def test_bad_specs_name_the_field(spec: Any, field: str) -> None:
 
 def test_all_problems_are_reported_at_once() -> None:
     spec = {
-        "timeout": -1, "interactive": "yes", "repos": [{"url": "file:///x"}], "llmSettings": {"maxTokens": 0}
+        "timeout": -1,
+        "interactive": "yes",
+        "repos": [{"url": "file:///x"}],
+        "llmSettings": {"maxTokens": 0},
     }
     assert fields(spec) == [
-        "spec.interactive", "spec.timeout", "spec.repos[0].url", "spec.llmSettings.maxTokens"
+        "spec.interactive",
+        "spec.timeout",
+        "spec.repos[0].url",
+        "spec.llmSettings.maxTokens",
     ]
 
 
