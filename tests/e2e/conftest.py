@@ -86,9 +86,10 @@ def start_operator(cluster: Cluster, crd: dict[str, Any], tmp_path: Path) -> Ite
         args: list[str] | None = None,
         name: str = "operator",
         ready: bool = True,
+        kubeconfig: Path | None = None,
     ) -> OperatorProcess:
         process = OperatorProcess(
-            cluster.kubeconfig, tmp_path, namespaces=namespaces, env=env, args=args, name=name
+            kubeconfig or cluster.kubeconfig, tmp_path, namespaces=namespaces, env=env, args=args, name=name
         ).start()
         started.append(process)
         if ready:
