@@ -21,7 +21,7 @@ from controller.kube import JOBS, SERVICES
 from controller.names import ANNOTATION_DESIRED_PHASE, runner_job_name, session_service_name
 from controller.reconcile import Key, Result
 from controller.reconcilers.context import Context, owned_by
-from controller.reconcilers.runner_state import Observation, observe
+from controller.reconcilers.runner_state import Observation, Outcome, observe
 from controller.status import StatusDraft, write_status
 
 log = logging.getLogger("controller.reconcilers.jobs")
@@ -140,9 +140,7 @@ def reconcile(ctx: Context, monitors: JobMonitors, key: Key) -> Result:
     return Result.after(min(delays)) if delays else Result.done()
 
 
-def _lost_job(name: str) -> Any:
-    from controller.reconcilers.runner_state import Outcome
-
+def _lost_job(name: str) -> Outcome:
     return Outcome(c.RUNNER_LOST, f"the runner Job {runner_job_name(name)} was deleted while the session ran")
 
 
@@ -205,7 +203,9 @@ def creating_deadline(ctx: Context, session: Mapping[str, Any], phase: str, now:
     """Fails a session that waited in Creating longer than --creating-timeout, saying for what."""
     if phase not in (c.CREATING, c.PENDING):
         return Result.done()
-    started = c.parse_time((session.get("status") or {}).get("startTime"))
+    started = c.parse_time((session.get("status") or {}).get("startTime")) or c.parse_time(
+        (session.get("metadata") or {}).get("creationTimestamp")
+    )
     if started is None:
         return Result.done()
     waited = (now - started).total_seconds()

@@ -25,11 +25,11 @@ from controller.names import (
     session_service_name,
     temp_content_pod_name,
 )
-from controller.reconcile import Key, Result
+from controller.reconcile import Key, Result, sooner
 from controller.reconcilers import children as build
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
-from controller.reconcilers.runner_job import build_runner_job, protected_env_collisions
+from controller.reconcilers.runner_job import build_runner_job
 from controller.reconcilers.spec import validate_spec
 from controller.status import StatusDraft, write_status
 
@@ -39,6 +39,7 @@ LOOP = "sessions"
 STOP_REASONS = ("user", "inactivity", "run-finished", "timeout")
 JOB_RECREATED = "Recreated"
 WAIT_RETRY = 5.0
+PROVISIONING_FAILED = "ProvisioningFailed"
 
 
 def reconcile(ctx: Context, key: Key) -> Result:
@@ -69,15 +70,16 @@ def reconcile(ctx: Context, key: Key) -> Result:
     problems = validate_spec(session)
     if problems:
         return reject_spec(ctx, session, problems)
-    result = provision(ctx, session, conditions)
+    try:
+        result = provision(ctx, session, conditions)
+    except ApiError as exc:
+        if exc.conflict:
+            raise
+        report_provisioning_error(ctx, session, exc)
+        raise
     if phase == c.RUNNING:
-        return _sooner(result, inactivity(ctx, session))
+        return sooner(result, inactivity(ctx, session))
     return result
-
-
-def _sooner(a: Result, b: Result) -> Result:
-    delays = [r.requeue_after for r in (a, b) if r.requeue_after is not None]
-    return Result(requeue_after=min(delays) if delays else None, requeue=a.requeue or b.requeue)
 
 
 def _spec_fixed_after_invalid(session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> bool:
@@ -91,6 +93,17 @@ def _spec_fixed_after_invalid(session: Mapping[str, Any], conditions: Mapping[st
         and reconciled is not None
         and reconciled.observed_generation != generation
     )
+
+
+def report_provisioning_error(ctx: Context, session: Mapping[str, Any], exc: ApiError) -> None:
+    """An API error while creating children is shown on the session, not only logged; it is retried."""
+    message = f"creating the session's objects failed: {exc.status} {exc.reason}: {exc.message}"[:1024]
+
+    def describe(draft: StatusDraft) -> None:
+        draft.set_condition(c.RECONCILED, c.FALSE, PROVISIONING_FAILED, message + " (retrying)")
+
+    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.recorder.record(session, WARNING, PROVISIONING_FAILED, message)
 
 
 # -- spec ------------------------------------------------------------------------------------------
@@ -266,14 +279,6 @@ def is_resume(session: Mapping[str, Any]) -> bool:
 def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
     meta = session["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
-    if not (session.get("status") or {}).get("startTime"):
-        write_status(
-            ctx.kube,
-            session,
-            LOOP,
-            lambda d: d.set("startTime", d.get("startTime") or c.now_rfc3339()),
-            ctx.recorder,
-        )
     early, workspace_message = _ensure_workspace(ctx, session)
     if early is not None:
         return early
@@ -379,6 +384,8 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             return stop_here
 
     def describe(draft: StatusDraft) -> None:
+        if not draft.get("startTime"):
+            draft.set("startTime", c.now_rfc3339())
         draft.set_condition(c.RECONCILED, c.TRUE, c.SPEC_APPLIED, "the spec is valid and applied")
         draft.set_condition(c.PVC_READY, c.TRUE, "Ready", workspace_message)
         draft.set_condition(c.JOB_CREATED, *job_state)
@@ -390,8 +397,6 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         ctx.recorder.record(session, NORMAL, "RunnerJobCreated", f"created runner Job {job_name}")
         if (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):
             patch_annotations(ctx, session, {ANNOTATION_FORCE_EXECUTE_PROMPT: None})
-    if protected_env_collisions(session) and job_state[0] != c.TRUE:
-        return Result.done()
     return Result.done()
 
 

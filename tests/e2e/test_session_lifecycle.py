@@ -358,3 +358,40 @@ def test_secret_never_holds_token_in_status(
     assert all(len(t) > 20 for t in tokens)
     text = json.dumps(session)
     assert not any(t in text for t in tokens)
+
+
+def test_refused_child_is_reported_not_only_logged(
+    kube: Kube, namespace: str, start_operator: OperatorFactory
+) -> None:
+    quotas = Resource("", "v1", "resourcequotas", "ResourceQuota")
+    kube.create(
+        quotas,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-volumes"},
+            "spec": {"hard": {"persistentvolumeclaims": "0"}},
+        },
+    )
+    wait_for(
+        lambda: (kube.get(quotas, namespace, "no-volumes").get("status") or {}).get("hard"),
+        30,
+        message="quota active",
+    )
+    start_operator([namespace])
+    create_session(kube, "quota", namespace)
+    session = wait_session(
+        kube,
+        namespace,
+        "quota",
+        lambda s: condition_of(s, "Reconciled").get("reason") == "ProvisioningFailed",
+        what="Reconciled=False/ProvisioningFailed",
+    )
+    message = condition_of(session, "Reconciled")["message"]
+    assert "403" in message and "persistentvolumeclaims" in message, message
+    event = wait_event(kube, namespace, "quota", "ProvisioningFailed")
+    assert event["type"] == "Warning"
+    # Lifting the quota lets the retry (with backoff) succeed: nothing is lost.
+    kube.delete(quotas, namespace, "no-volumes")
+    wait_session(kube, namespace, "quota", phase_is("Running"), timeout=90)
