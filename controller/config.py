@@ -91,6 +91,12 @@ class OperatorConfig:
     runner_deadline_grace: int = _opt(
         "RUNNER_DEADLINE_GRACE", "Seconds added to spec.timeout of a non-interactive session.", 60
     )
+    pod_fs_group: int = _opt(
+        "POD_FSGROUP",
+        "fsGroup of runner and content pods, so a non-root runner can write a root-owned workspace "
+        "volume; 0 leaves it unset.",
+        0,
+    )
     default_model: str = _opt("DEFAULT_MODEL", "LLM_MODEL when a session names none.", "claude-sonnet-4-6")
     storage_class: str = _opt(
         "STORAGE_CLASS", "StorageClass of workspace PVCs; cluster default when empty.", ""

@@ -49,9 +49,16 @@ WORKSPACE_MOUNT = "/workspace"
 TEMP_CONTENT_PORT = 8080
 
 
-def restricted_pod_security() -> dict[str, Any]:
-    """The Pod Security "restricted" profile, so children run in namespaces that enforce it."""
-    return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+def restricted_pod_security(fs_group: int = 0) -> dict[str, Any]:
+    """The Pod Security "restricted" profile, so children run in namespaces that enforce it.
+
+    With an fsGroup the kubelet makes the workspace volume group-writable for the non-root user,
+    which volumes provisioned as root-owned need; OnRootMismatch avoids a full chown per start.
+    """
+    context: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if fs_group > 0:
+        context.update(fsGroup=fs_group, fsGroupChangePolicy="OnRootMismatch")
+    return context
 
 
 def restricted_container_security() -> dict[str, Any]:
@@ -322,7 +329,7 @@ def build_temp_content_pod(session: Mapping[str, Any], config: OperatorConfig) -
             "restartPolicy": "Always",
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 5,
-            "securityContext": restricted_pod_security(),
+            "securityContext": restricted_pod_security(config.pod_fs_group),
             "containers": [container],
             "volumes": [
                 {"name": "workspace", "persistentVolumeClaim": {"claimName": workspace_claim_name(session)}},

@@ -292,7 +292,7 @@ def build_runner_job(
         "serviceAccountName": runner_sa_name(name),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 60,
-        "securityContext": restricted_pod_security(),
+        "securityContext": restricted_pod_security(config.pod_fs_group),
         "containers": [container],
         "volumes": [
             {"name": "workspace", "persistentVolumeClaim": {"claimName": workspace_claim_name(session)}},

@@ -538,3 +538,14 @@ def test_builders_never_raise_on_malformed_specs(spec: Any) -> None:
 def test_builders_never_raise_without_metadata() -> None:
     for _, build in ALL_BUILDERS:
         build({})
+
+
+def test_fs_group_is_set_only_when_configured() -> None:
+    plain = OperatorConfig()
+    grouped = OperatorConfig(pod_fs_group=1001)
+    job, _ = build_runner_job(make_session(), plain, False)
+    assert "fsGroup" not in job["spec"]["template"]["spec"]["securityContext"]
+    job, _ = build_runner_job(make_session(), grouped, False)
+    assert job["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 1001
+    pod = children.build_temp_content_pod(make_session(), grouped)
+    assert pod["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
