@@ -238,18 +238,30 @@ def _issue(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
     else:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=True,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -284,24 +296,36 @@ def _generate_pki(pki: Path) -> None:
     _write(pki / "ca.crt", _pem_cert(ca_cert), 0o644)
 
     serving_key = ec.generate_private_key(ec.SECP256R1())
-    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-           "kubernetes.default.svc.cluster.local"]
+    dns = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
     serving_cert = _issue(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-        serving_key, (ca_cert, ca_key), usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans,
+        serving_key,
+        (ca_cert, ca_key),
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=sans,
     )
     _write(pki / "serving.key", _pem_key(serving_key))
     _write(pki / "serving.crt", _pem_cert(serving_cert), 0o644)
 
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin_cert = _issue(
-        x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
-        ]),
-        admin_key, (ca_cert, ca_key), usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
+            ]
+        ),
+        admin_key,
+        (ca_cert, ca_key),
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     _write(pki / "admin.key", _pem_key(admin_key))
     _write(pki / "admin.crt", _pem_cert(admin_cert), 0o644)
@@ -311,13 +335,17 @@ def _generate_pki(pki: Path) -> None:
     proxy_ca_key = ec.generate_private_key(ec.SECP256R1())
     proxy_ca_cert = _issue(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local-cluster-front-proxy-ca")]),
-        proxy_ca_key, None, ca=True,
+        proxy_ca_key,
+        None,
+        ca=True,
     )
     _write(pki / "front-proxy-ca.crt", _pem_cert(proxy_ca_cert), 0o644)
     proxy_key = ec.generate_private_key(ec.SECP256R1())
     proxy_cert = _issue(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "front-proxy-client")]),
-        proxy_key, (proxy_ca_cert, proxy_ca_key), usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        proxy_key,
+        (proxy_ca_cert, proxy_ca_key),
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     _write(pki / "front-proxy-client.key", _pem_key(proxy_key))
     _write(pki / "front-proxy-client.crt", _pem_cert(proxy_cert), 0o644)
@@ -344,8 +372,12 @@ def _kubeconfig(pki: Path, server: str) -> str:
         "clusters": [
             {"name": "local", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}
         ],
-        "users": [{"name": "admin", "user": {
-            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")},
+            }
+        ],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
         "current-context": "local",
     }
@@ -406,13 +438,24 @@ class _Component:
     start_ticks: int | None = None
 
     def to_json(self) -> Json:
-        return {"command": self.command, "port": self.port, "health_url": self.health_url,
-                "pid": self.pid, "start_ticks": self.start_ticks}
+        return {
+            "command": self.command,
+            "port": self.port,
+            "health_url": self.health_url,
+            "pid": self.pid,
+            "start_ticks": self.start_ticks,
+        }
 
     @classmethod
     def from_json(cls, name: str, data: Json) -> _Component:
-        return cls(name, list(data["command"]), int(data["port"]), str(data["health_url"]),
-                   int(data["pid"]), data.get("start_ticks"))
+        return cls(
+            name,
+            list(data["command"]),
+            int(data["port"]),
+            str(data["health_url"]),
+            int(data["pid"]),
+            data.get("start_ticks"),
+        )
 
     def alive(self) -> bool:
         return self.pid > 0 and _alive(self.pid, self.start_ticks)
@@ -456,8 +499,11 @@ class LocalCluster:
         tmp.replace(self.state_file)
 
     def _components(self, state: Json) -> list[_Component]:
-        return [_Component.from_json(name, state["components"][name])
-                for name in COMPONENTS if name in state.get("components", {})]
+        return [
+            _Component.from_json(name, state["components"][name])
+            for name in COMPONENTS
+            if name in state.get("components", {})
+        ]
 
     def _info(self, state: Json, reused: bool) -> ClusterInfo:
         return ClusterInfo(
@@ -580,8 +626,12 @@ class LocalCluster:
         self.kubeconfig.chmod(0o600)
         components = self._commands(bin_dir, etcd_port, peer_port, api_port, kcm_port, sched_port, kwok_port)
         state: Json = {
-            "version": STATE_VERSION, "bin_dir": str(bin_dir), "server": server, "etcd_url": etcd_url,
-            "kubeconfig": str(self.kubeconfig), "components": {},
+            "version": STATE_VERSION,
+            "bin_dir": str(bin_dir),
+            "server": server,
+            "etcd_url": etcd_url,
+            "kubeconfig": str(self.kubeconfig),
+            "components": {},
         }
         self._save(state)
         http = _Http(self.pki, server)
@@ -601,17 +651,25 @@ class LocalCluster:
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
             self._wait_healthy(components[name], http)
         self._wait_for(
-            "kwok", "nodes " + ", ".join(NODE_NAMES) + " to become Ready",
+            "kwok",
+            "nodes " + ", ".join(NODE_NAMES) + " to become Ready",
             lambda: all(_node_ready(http, node) for node in NODE_NAMES),
         )
         self._wait_for(
-            "kube-controller-manager", "the default ServiceAccount in namespace default",
+            "kube-controller-manager",
+            "the default ServiceAccount in namespace default",
             lambda: http.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
         )
         return state
 
     def _commands(
-        self, bin_dir: Path, etcd_port: int, peer_port: int, api_port: int, kcm_port: int, sched_port: int,
+        self,
+        bin_dir: Path,
+        etcd_port: int,
+        peer_port: int,
+        api_port: int,
+        kcm_port: int,
+        sched_port: int,
         kwok_port: int,
     ) -> dict[str, _Component]:
         pki, kubeconfig = self.pki, str(self.kubeconfig)
@@ -620,58 +678,120 @@ class LocalCluster:
         serving = [f"--tls-cert-file={pki / 'serving.crt'}", f"--tls-private-key-file={pki / 'serving.key'}"]
         delegated = [f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}"]
         return {
-            "etcd": _Component("etcd", [
-                str(bin_dir / "etcd"), "--name=default", f"--data-dir={self.state_dir / 'etcd'}",
-                f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=default={peer}", *_etcd_no_fsync(bin_dir / "etcd"), "--log-level=warn",
-            ], etcd_port, f"{etcd_url}/health"),
-            "kube-apiserver": _Component("kube-apiserver", [
-                str(bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-                *serving, f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=RBAC",
-                "--allow-privileged=true", "--disable-admission-plugins=ServiceAccount",
-                "--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false",
-                # Open watches otherwise hold a stopping server for its whole 60s shutdown timeout;
-                # this caps the HTTP shutdown at 2s, so `restart kube-apiserver` takes seconds.
-                "--shutdown-send-retry-after=true",
-                f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
-                "--requestheader-allowed-names=front-proxy-client",
-                "--requestheader-username-headers=X-Remote-User",
-                "--requestheader-group-headers=X-Remote-Group",
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
-                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-            ], api_port, f"https://127.0.0.1:{api_port}/readyz"),
-            "kube-controller-manager": _Component("kube-controller-manager", [
-                str(bin_dir / "kube-controller-manager"), f"--kubeconfig={kubeconfig}", *delegated,
-                "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", *serving,
-                "--controllers=*", f"--service-account-private-key-file={pki / 'sa.key'}",
-                f"--root-ca-file={pki / 'ca.crt'}", f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-                f"--cluster-signing-key-file={pki / 'ca.key'}", "--enable-hostpath-provisioner=true",
-            ], kcm_port, f"https://127.0.0.1:{kcm_port}/healthz"),
-            "kube-scheduler": _Component("kube-scheduler", [
-                str(bin_dir / "kube-scheduler"), f"--kubeconfig={kubeconfig}", *delegated,
-                "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={sched_port}", *serving,
-            ], sched_port, f"https://127.0.0.1:{sched_port}/healthz"),
-            "kwok": _Component("kwok", [
-                str(bin_dir / "kwok"), f"--kubeconfig={kubeconfig}",
-                "--manage-nodes-with-label-selector=type=kwok", "--node-ip=172.30.0.1", f"--cidr={POD_CIDR}",
-                "--node-lease-duration-seconds=40", f"--server-address=127.0.0.1:{kwok_port}",
-                "-c", str(REPO / "hack" / "kwok" / "stages.yaml"),
-            ], kwok_port, f"http://127.0.0.1:{kwok_port}/healthz"),
+            "etcd": _Component(
+                "etcd",
+                [
+                    str(bin_dir / "etcd"),
+                    "--name=default",
+                    f"--data-dir={self.state_dir / 'etcd'}",
+                    f"--listen-client-urls={etcd_url}",
+                    f"--advertise-client-urls={etcd_url}",
+                    f"--listen-peer-urls={peer}",
+                    f"--initial-advertise-peer-urls={peer}",
+                    f"--initial-cluster=default={peer}",
+                    *_etcd_no_fsync(bin_dir / "etcd"),
+                    "--log-level=warn",
+                ],
+                etcd_port,
+                f"{etcd_url}/health",
+            ),
+            "kube-apiserver": _Component(
+                "kube-apiserver",
+                [
+                    str(bin_dir / "kube-apiserver"),
+                    f"--etcd-servers={etcd_url}",
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    f"--secure-port={api_port}",
+                    *serving,
+                    f"--client-ca-file={pki / 'ca.crt'}",
+                    f"--token-auth-file={pki / 'tokens.csv'}",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    "--authorization-mode=RBAC",
+                    "--allow-privileged=true",
+                    "--disable-admission-plugins=ServiceAccount",
+                    "--endpoint-reconciler-type=none",
+                    "--enable-priority-and-fairness=false",
+                    # Open watches otherwise hold a stopping server for its whole 60s shutdown timeout;
+                    # this caps the HTTP shutdown at 2s, so `restart kube-apiserver` takes seconds.
+                    "--shutdown-send-retry-after=true",
+                    f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                    "--requestheader-allowed-names=front-proxy-client",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                    f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                ],
+                api_port,
+                f"https://127.0.0.1:{api_port}/readyz",
+            ),
+            "kube-controller-manager": _Component(
+                "kube-controller-manager",
+                [
+                    str(bin_dir / "kube-controller-manager"),
+                    f"--kubeconfig={kubeconfig}",
+                    *delegated,
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={kcm_port}",
+                    *serving,
+                    "--controllers=*",
+                    f"--service-account-private-key-file={pki / 'sa.key'}",
+                    f"--root-ca-file={pki / 'ca.crt'}",
+                    f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                    f"--cluster-signing-key-file={pki / 'ca.key'}",
+                    "--enable-hostpath-provisioner=true",
+                ],
+                kcm_port,
+                f"https://127.0.0.1:{kcm_port}/healthz",
+            ),
+            "kube-scheduler": _Component(
+                "kube-scheduler",
+                [
+                    str(bin_dir / "kube-scheduler"),
+                    f"--kubeconfig={kubeconfig}",
+                    *delegated,
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={sched_port}",
+                    *serving,
+                ],
+                sched_port,
+                f"https://127.0.0.1:{sched_port}/healthz",
+            ),
+            "kwok": _Component(
+                "kwok",
+                [
+                    str(bin_dir / "kwok"),
+                    f"--kubeconfig={kubeconfig}",
+                    "--manage-nodes-with-label-selector=type=kwok",
+                    "--node-ip=172.30.0.1",
+                    f"--cidr={POD_CIDR}",
+                    "--node-lease-duration-seconds=40",
+                    f"--server-address=127.0.0.1:{kwok_port}",
+                    "-c",
+                    str(REPO / "hack" / "kwok" / "stages.yaml"),
+                ],
+                kwok_port,
+                f"http://127.0.0.1:{kwok_port}/healthz",
+            ),
         }
 
     def _launch(self, component: _Component) -> None:
         log_path = self.logs / f"{component.name}.log"
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                component.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.state_dir, start_new_session=True, close_fds=True,
+                component.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                start_new_session=True,
+                close_fds=True,
             )
         _CHILDREN[proc.pid] = proc
         component.pid = proc.pid
@@ -718,29 +838,40 @@ class LocalCluster:
         resources = {"cpu": "32", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "500Gi"}
         for index, name in enumerate(NODE_NAMES):
             node = {
-                "apiVersion": "v1", "kind": "Node",
+                "apiVersion": "v1",
+                "kind": "Node",
                 "metadata": {
                     "name": name,
                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
                     "labels": {
-                        "type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                        "type": "kwok",
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "beta.kubernetes.io/os": "linux",
                         "beta.kubernetes.io/arch": "amd64",
                     },
                 },
                 "spec": {},
                 "status": {
-                    "capacity": resources, "allocatable": resources,
-                    "addresses": [{"type": "InternalIP", "address": f"172.30.0.{10 + index}"},
-                                  {"type": "Hostname", "address": name}],
+                    "capacity": resources,
+                    "allocatable": resources,
+                    "addresses": [
+                        {"type": "InternalIP", "address": f"172.30.0.{10 + index}"},
+                        {"type": "Hostname", "address": name},
+                    ],
                 },
             }
             self._create(http, "/api/v1/nodes", node)
         storage_class = {
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": "standard",
-                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete",
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": "standard",
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": "kubernetes.io/host-path",
+            "reclaimPolicy": "Delete",
             "volumeBindingMode": "Immediate",
         }
         self._create(http, "/apis/storage.k8s.io/v1/storageclasses", storage_class)
@@ -748,8 +879,10 @@ class LocalCluster:
     def _create(self, http: _Http, path: str, body: Json) -> None:
         status, response = http.request("POST", path, body)
         if status not in (200, 201, 409):
-            raise ClusterError(f"kube-apiserver refused to create {body['kind']} "
-                               f"{body['metadata']['name']}: HTTP {status} {response}")
+            raise ClusterError(
+                f"kube-apiserver refused to create {body['kind']} "
+                f"{body['metadata']['name']}: HTTP {status} {response}"
+            )
 
     # ---- restart and down
 
