@@ -1,7 +1,10 @@
 """Leader election on a coordination.k8s.io/v1 Lease, with client-go's rules and numbers.
 
 A lease held by someone else counts as expired only when *we* have not seen its renewTime change
-for leaseDuration on our own clock, so clock skew between replicas cannot steal a live lease. The
+for leaseDuration on our own clock, so clock skew between replicas cannot steal a live lease. A
+change we see was made at most one retry period before we looked, so it is dated that much earlier
+(when that stays safe: a leader that cannot renew gives up after renewDeadline, before anyone may
+take over); this bounds takeover after a crash at leaseDuration + retryPeriod instead of + 2x. The
 leader that cannot renew within renewDeadline stops at once; a leader shutting down releases the
 lease so the next one takes over without waiting for expiry.
 """
@@ -71,6 +74,9 @@ class LeaderElector:
         self._observed_record: tuple[str, str] | None = None
         self._observed_at = 0.0
         self._thread: threading.Thread | None = None
+        self._observation_lag = max(
+            0.0, min(config.retry_period, config.lease_duration - config.renew_deadline - config.retry_period)
+        )
         self._gauge = metrics.leader_election_master_status.labels(config.name)
         self._gauge.set(0)
 
@@ -161,7 +167,7 @@ class LeaderElector:
         record = (holder, str(spec.get("renewTime") or ""))
         if record != self._observed_record:
             self._observed_record = record
-            self._observed_at = time.monotonic()
+            self._observed_at = time.monotonic() - self._observation_lag
         duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
         held_by_other = holder not in ("", self.config.identity)
         if held_by_other and time.monotonic() < self._observed_at + duration:

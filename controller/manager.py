@@ -154,7 +154,7 @@ class Manager:
         deadline = time.monotonic() + self.config.shutdown_timeout
         for loop in self.loops:
             loop.stop_accepting()
-        drained = all(loop.drain(max(0.0, deadline - time.monotonic())) for loop in self.loops)
+        drained = all([loop.drain(max(0.0, deadline - time.monotonic())) for loop in self.loops])
         if not drained:
             log.warning(
                 "shutdown: in-flight reconciles did not finish within %.0fs", self.config.shutdown_timeout
