@@ -131,13 +131,20 @@ def test_stop_keeps_workspace_and_restart_resumes(
     wait_session(kube, namespace, "cycle", phase_is("Running"))
 
     _request(kube, namespace, "cycle", "Stopped", **{"ambient-code.io/stop-requested-at": "now"})
-    stopped = wait_session(kube, namespace, "cycle", phase_is("Stopped"), what="phase Stopped")
+    # Status and annotations are separate writes: the request is cleared right after the phase.
+    stopped = wait_session(
+        kube,
+        namespace,
+        "cycle",
+        lambda s: (
+            phase_is("Stopped")(s)
+            and not {ANNOTATION_DESIRED_PHASE, "ambient-code.io/stop-requested-at"}
+            & set(s["metadata"].get("annotations") or {})
+        ),
+        what="phase Stopped and the stop request cleared",
+    )
     assert stopped["status"]["stoppedReason"] == "user"
     assert stopped["status"].get("completionTime")
-    annotations = stopped["metadata"].get("annotations") or {}
-    assert (
-        ANNOTATION_DESIRED_PHASE not in annotations and "ambient-code.io/stop-requested-at" not in annotations
-    )
     assert _absent(kube, JOBS, namespace, runner_job_name("cycle"))
     wait_for(lambda: not _runner_pods(kube, namespace, "cycle"), 30, message="runner pods deleted")
     assert _absent(kube, SERVICES, namespace, session_service_name("cycle"))
@@ -314,13 +321,24 @@ def test_concurrent_annotation_writer_loses_no_status(
     thread = threading.Thread(target=hammer, daemon=True)
     thread.start()
     try:
-        running = wait_session(kube, namespace, "busy", phase_is("Running"), timeout=90)
+        # Conflicting writes can exhaust a write's conflict retries; the reconcile is then requeued
+        # with backoff and the write lands later. Every loop's conditions must arrive regardless.
+        kinds = ("Reconciled", "PVCReady", "SecretsReady", "JobCreated", "RunnerStarted", "Ready")
+        running = wait_session(
+            kube,
+            namespace,
+            "busy",
+            lambda s: (
+                phase_is("Running")(s) and all(condition_of(s, k).get("status") == "True" for k in kinds)
+            ),
+            timeout=90,
+            what="Running with every condition written",
+        )
     finally:
         stop.set()
         thread.join(5)
-    assert writes[0] > 10
-    for kind in ("Reconciled", "PVCReady", "SecretsReady", "JobCreated", "RunnerStarted"):
-        assert condition_of(running, kind).get("status") == "True", kind
+    assert writes[0] > 10, "the concurrent writer barely ran; the test proves nothing"
+    assert running["status"]["observedGeneration"] == running["metadata"]["generation"]
 
 
 def test_kubectl_shows_columns_and_events(
