@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube import SESSIONS, ApiError, Kube, Resource, load_api_client
+from controller.kube import PODS, SESSIONS, ApiError, Kube, Resource, load_api_client
+from controller.names import runner_job_name
 from tests.conftest import Cluster
 from tests.e2e.operator import OperatorProcess
 
@@ -175,3 +176,42 @@ def wait_event(kube: Kube, namespace: str, name: str, reason: str, timeout: floa
                 return event
         time.sleep(0.3)
     raise AssertionError(f"no Event {reason} for {namespace}/{name} in {timeout}s; saw {seen}")
+
+
+def exists(kube: Kube, resource: Resource, namespace: str | None, name: str) -> bool:
+    try:
+        kube.get(resource, namespace, name)
+        return True
+    except ApiError as exc:
+        if exc.not_found:
+            return False
+        raise
+
+
+def gone_or_going(kube: Kube, resource: Resource, namespace: str | None, name: str) -> bool:
+    """Deleted, or marked for deletion (garbage collection and finalizers finish on their own)."""
+    try:
+        return bool(kube.get(resource, namespace, name)["metadata"].get("deletionTimestamp"))
+    except ApiError as exc:
+        if exc.not_found:
+            return True
+        raise
+
+
+def session_phases(kube: Kube, namespace: str) -> dict[str, int]:
+    """How many sessions of the namespace are in each phase."""
+    found: dict[str, int] = {}
+    for item in kube.list(SESSIONS, namespace).get("items") or []:
+        phase = (item.get("status") or {}).get("phase") or "<none>"
+        found[phase] = found.get(phase, 0) + 1
+    return found
+
+
+def runner_pods(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    pods = kube.list(PODS, namespace, label_selector=f"job-name={runner_job_name(name)}")
+    return list(pods.get("items") or [])
+
+
+def annotate(kube: Kube, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
+    """Writes session annotations as the platform's backend does (None removes one)."""
+    kube.patch(SESSIONS, namespace, name, {"metadata": {"annotations": dict(annotations)}})

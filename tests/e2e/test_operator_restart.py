@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from controller.kube import JOBS, SESSIONS, Kube
+from controller.kube import JOBS, Kube
 from controller.names import runner_job_name
 from tests.e2e.conftest import (
     OperatorFactory,
     condition_of,
     create_session,
     phase_is,
+    session_phases,
     wait_event,
     wait_session,
 )
 from tests.e2e.helpers import wait_for
-
-
-def _phases(kube: Kube, namespace: str) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for item in kube.list(SESSIONS, namespace).get("items") or []:
-        phase = (item.get("status") or {}).get("phase") or "<none>"
-        found[phase] = found.get(phase, 0) + 1
-    return found
 
 
 def test_sigkill_while_creating_fifty_sessions(
@@ -40,7 +33,7 @@ def test_sigkill_while_creating_fifty_sessions(
 
     second = start_operator([namespace], name="second")
     wait_for(
-        lambda: _phases(kube, namespace).get("Running", 0) == count,
+        lambda: session_phases(kube, namespace).get("Running", 0) == count,
         180,
         message=f"all {count} sessions Running after the restart",
     )
@@ -51,7 +44,7 @@ def test_sigkill_while_creating_fifty_sessions(
     )
     assert sorted(runner_job_name(o) for o in owners) == sorted(j["metadata"]["name"] for j in jobs)
     second.assert_alive()
-    assert _phases(kube, namespace) == {"Running": count}
+    assert session_phases(kube, namespace) == {"Running": count}
 
 
 def test_missing_job_in_creating_is_recreated_once(

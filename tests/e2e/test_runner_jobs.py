@@ -19,7 +19,10 @@ from tests.e2e.conftest import (
     OperatorFactory,
     condition_of,
     create_session,
+    gone_or_going,
     phase_is,
+    runner_pods,
+    session_phases,
     wait_event,
     wait_session,
 )
@@ -39,11 +42,6 @@ def _failed_with(kube: Kube, namespace: str, name: str, reason: str, timeout: fl
     assert ready["status"] == "False" and ready["reason"] == reason, ready
     assert session["status"].get("completionTime")
     return session
-
-
-def _runner_pods(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
-    selector = f"job-name={runner_job_name(name)}"
-    return list(kube.list(PODS, namespace, label_selector=selector).get("items") or [])
 
 
 @pytest.mark.parametrize(
@@ -94,23 +92,15 @@ def test_runner_failure_modes(
     assert event["type"] == "Warning" and in_message in event["message"]
     wait_event(kube, namespace, "broken", "Failed")
     wait_for(
-        lambda: _absent(kube, SERVICES, namespace, session_service_name("broken")),
+        lambda: gone_or_going(kube, SERVICES, namespace, session_service_name("broken")),
         20,
         message="session Service deleted",
     )
     wait_for(
-        lambda: _absent(kube, JOBS, namespace, runner_job_name("broken")), 20, message="runner Job deleted"
+        lambda: gone_or_going(kube, JOBS, namespace, runner_job_name("broken")),
+        20,
+        message="runner Job deleted",
     )
-
-
-def _absent(kube: Kube, resource: Any, namespace: str, name: str) -> bool:
-    from controller.kube import ApiError
-
-    try:
-        obj = kube.get(resource, namespace, name)
-    except ApiError as exc:
-        return exc.not_found
-    return bool(obj["metadata"].get("deletionTimestamp"))
 
 
 def test_runner_exit_fails_job_with_backoff_limit(
@@ -178,7 +168,7 @@ def test_non_interactive_session_completes(
     wait_event(kube, namespace, "batch", "RunnerSucceeded")
     wait_event(kube, namespace, "batch", "Completed")
     wait_for(
-        lambda: _absent(kube, SERVICES, namespace, session_service_name("batch")),
+        lambda: gone_or_going(kube, SERVICES, namespace, session_service_name("batch")),
         20,
         message="session Service deleted",
     )
@@ -199,7 +189,7 @@ def test_runner_pod_deleted_by_hand_is_runner_lost(
     start_operator([namespace])
     create_session(kube, "victim", namespace)
     wait_session(kube, namespace, "victim", phase_is("Running"))
-    for pod in _runner_pods(kube, namespace, "victim"):
+    for pod in runner_pods(kube, namespace, "victim"):
         kube.delete(PODS, namespace, pod["metadata"]["name"])
     session = _failed_with(kube, namespace, "victim", "RunnerLost")
     assert "deleted" in _finished(session)["message"]
@@ -225,7 +215,9 @@ def test_monitor_gauge_matches_active_jobs_and_idle_costs_nothing(
     for index in range(count):
         create_session(kube, f"idle-{index}", namespace)
     wait_for(
-        lambda: _phases(kube, namespace).get("Running", 0) == count, 180, message=f"{count} sessions Running"
+        lambda: session_phases(kube, namespace).get("Running", 0) == count,
+        180,
+        message=f"{count} sessions Running",
     )
     active = [
         j for j in kube.list(JOBS, namespace).get("items") or [] if (j.get("status") or {}).get("active")
@@ -251,11 +243,3 @@ def test_monitor_gauge_matches_active_jobs_and_idle_costs_nothing(
         60,
         message="gauge follows deleted sessions",
     )
-
-
-def _phases(kube: Kube, namespace: str) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for item in kube.list(SESSIONS, namespace).get("items") or []:
-        phase = (item.get("status") or {}).get("phase", "")
-        found[phase] = found.get(phase, 0) + 1
-    return found

@@ -11,7 +11,6 @@ from typing import Any
 
 from controller.kube import (
     JOBS,
-    PODS,
     PVCS,
     ROLE_BINDINGS,
     ROLES,
@@ -38,7 +37,10 @@ from tests.e2e.conftest import (
     OperatorFactory,
     condition_of,
     create_session,
+    exists,
+    gone_or_going,
     phase_is,
+    runner_pods,
     wait_event,
     wait_session,
 )
@@ -49,20 +51,6 @@ def _runner_env(kube: Kube, namespace: str, name: str) -> dict[str, str]:
     job = kube.get(JOBS, namespace, runner_job_name(name))
     container = job["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", "") for e in container["env"] if "value" in e}
-
-
-def _absent(kube: Kube, resource: Resource, namespace: str, name: str) -> bool:
-    try:
-        kube.get(resource, namespace, name)
-    except ApiError as exc:
-        return exc.not_found
-    return False
-
-
-def _runner_pods(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
-    return list(
-        kube.list(PODS, namespace, label_selector=f"job-name={runner_job_name(name)}").get("items") or []
-    )
 
 
 def test_creation_reaches_running_with_owned_children(
@@ -145,9 +133,9 @@ def test_stop_keeps_workspace_and_restart_resumes(
     )
     assert stopped["status"]["stoppedReason"] == "user"
     assert stopped["status"].get("completionTime")
-    assert _absent(kube, JOBS, namespace, runner_job_name("cycle"))
-    wait_for(lambda: not _runner_pods(kube, namespace, "cycle"), 30, message="runner pods deleted")
-    assert _absent(kube, SERVICES, namespace, session_service_name("cycle"))
+    assert not exists(kube, JOBS, namespace, runner_job_name("cycle"))
+    wait_for(lambda: not runner_pods(kube, namespace, "cycle"), 30, message="runner pods deleted")
+    assert not exists(kube, SERVICES, namespace, session_service_name("cycle"))
     kube.get(PVCS, namespace, workspace_pvc_name("cycle"))  # the workspace is kept
     wait_event(kube, namespace, "cycle", "Stopped")
 
@@ -178,7 +166,7 @@ def test_stop_while_creating(kube: Kube, namespace: str, start_operator: Operato
     )
     _request(kube, namespace, "early", "Stopped")
     wait_session(kube, namespace, "early", phase_is("Stopped"))
-    assert _absent(kube, JOBS, namespace, runner_job_name("early"))
+    assert not exists(kube, JOBS, namespace, runner_job_name("early"))
 
 
 def test_continuation_reuses_parent_workspace(
@@ -196,7 +184,7 @@ def test_continuation_reuses_parent_workspace(
         if "persistentVolumeClaim" in v
     ]
     assert claims == [workspace_pvc_name("parent")]
-    assert _absent(kube, PVCS, namespace, workspace_pvc_name("child"))
+    assert not exists(kube, PVCS, namespace, workspace_pvc_name("child"))
     assert _runner_env(kube, namespace, "child")["PARENT_SESSION_ID"] == "parent"
 
 
@@ -210,7 +198,7 @@ def test_continuation_of_missing_parent_fails_clearly(
     assert cond["reason"] == "ParentWorkspaceMissing"
     assert "never-existed" in cond["message"] and workspace_pvc_name("never-existed") in cond["message"]
     assert condition_of(failed, "Ready")["reason"] == "ParentWorkspaceMissing"
-    assert _absent(kube, JOBS, namespace, runner_job_name("orphan"))
+    assert not exists(kube, JOBS, namespace, runner_job_name("orphan"))
     wait_event(kube, namespace, "orphan", "ParentWorkspaceMissing")
 
 
@@ -228,7 +216,7 @@ def test_invalid_spec_fails_naming_the_field(
         (JOBS, runner_job_name("bad")),
         (SERVICE_ACCOUNTS, runner_sa_name("bad")),
     ):
-        assert _absent(kube, resource, namespace, child), child
+        assert not exists(kube, resource, namespace, child), child
     event = wait_event(kube, namespace, "bad", "InvalidSpec")
     assert event["type"] == "Warning" and "spec.environmentVariables" in event["message"]
 
@@ -275,19 +263,10 @@ def test_deleting_session_collects_children(
     )
     # The garbage collector rediscovers new resource types every 30 s, so a fresh CRD can lag.
     wait_for(
-        lambda: all(
-            _absent(kube, r, namespace, n) or _terminating(kube, r, namespace, n) for r, n in children
-        ),
+        lambda: all(gone_or_going(kube, r, namespace, n) for r, n in children),
         90,
         message="children garbage-collected",
     )
-
-
-def _terminating(kube: Kube, resource: Resource, namespace: str, name: str) -> bool:
-    try:
-        return bool(kube.get(resource, namespace, name)["metadata"].get("deletionTimestamp"))
-    except ApiError as exc:
-        return exc.not_found
 
 
 def test_concurrent_annotation_writer_loses_no_status(

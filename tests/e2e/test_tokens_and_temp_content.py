@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from controller.kube import JOBS, PODS, SECRETS, SERVICES, SESSIONS, ApiError, Kube
+from controller.kube import JOBS, PODS, SECRETS, SERVICES, SESSIONS, Kube
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_TEMP_CONTENT_LAST_ACCESSED,
@@ -22,36 +22,22 @@ from controller.names import (
 )
 from tests.e2e.conftest import (
     OperatorFactory,
+    annotate,
     condition_of,
     create_session,
     events_for,
+    exists,
     phase_is,
     wait_event,
     wait_session,
 )
 from tests.e2e.helpers import wait_for, wait_until
 
-TOKEN_REQUESTS = ("create", "serviceaccounts/token")
-
 
 def _secret(kube: Kube, namespace: str, name: str) -> tuple[dict[str, str], str]:
     secret = kube.get(SECRETS, namespace, token_secret_name(name))
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     return data, (secret["metadata"].get("annotations") or {}).get(ANNOTATION_TOKEN_REFRESHED_AT, "")
-
-
-def _exists(kube: Kube, resource: Any, namespace: str, name: str) -> bool:
-    try:
-        kube.get(resource, namespace, name)
-        return True
-    except ApiError as exc:
-        if exc.not_found:
-            return False
-        raise
-
-
-def _annotate(kube: Kube, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
-    kube.patch(SESSIONS, namespace, name, {"metadata": {"annotations": annotations}})
 
 
 def _token_requests(operator: Any) -> float:
@@ -91,9 +77,9 @@ def test_restart_rotates_agui_token(kube: Kube, namespace: str, start_operator: 
     create_session(kube, "rot", namespace)
     wait_session(kube, namespace, "rot", phase_is("Running"))
     before, _ = _secret(kube, namespace, "rot")
-    _annotate(kube, namespace, "rot", {ANNOTATION_DESIRED_PHASE: "Stopped"})
+    annotate(kube, namespace, "rot", {ANNOTATION_DESIRED_PHASE: "Stopped"})
     wait_session(kube, namespace, "rot", phase_is("Stopped"))
-    _annotate(kube, namespace, "rot", {ANNOTATION_DESIRED_PHASE: "Running"})
+    annotate(kube, namespace, "rot", {ANNOTATION_DESIRED_PHASE: "Running"})
     wait_session(kube, namespace, "rot", phase_is("Running"))
     after, _ = wait_until(
         lambda: _secret(kube, namespace, "rot"),
@@ -151,7 +137,7 @@ def test_temp_content_pod_serves_then_expires(
 ) -> None:
     _finished_session(kube, namespace, "done", start_operator, "8")
     requested = time.monotonic()
-    _annotate(kube, namespace, "done", {ANNOTATION_TEMP_CONTENT_REQUESTED: "true"})
+    annotate(kube, namespace, "done", {ANNOTATION_TEMP_CONTENT_REQUESTED: "true"})
     ready = wait_session(
         kube,
         namespace,
@@ -164,15 +150,15 @@ def test_temp_content_pod_serves_then_expires(
     assert pod["spec"]["containers"][0]["ports"][0]["containerPort"] == 8080
     security = pod["spec"]["containers"][0]["securityContext"]
     assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
-    assert _exists(kube, SERVICES, namespace, temp_content_service_name("done"))
+    assert exists(kube, SERVICES, namespace, temp_content_service_name("done"))
     # Access keeps it alive past the TTL counted from creation.
     time.sleep(5)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _annotate(kube, namespace, "done", {ANNOTATION_TEMP_CONTENT_LAST_ACCESSED: now})
+    annotate(kube, namespace, "done", {ANNOTATION_TEMP_CONTENT_LAST_ACCESSED: now})
     time.sleep(5)
-    assert _exists(kube, PODS, namespace, temp_content_pod_name("done")), "deleted although recently accessed"
+    assert exists(kube, PODS, namespace, temp_content_pod_name("done")), "deleted although recently accessed"
     gone = wait_for(
-        lambda: not _exists(kube, PODS, namespace, temp_content_pod_name("done")) or None,
+        lambda: not exists(kube, PODS, namespace, temp_content_pod_name("done")) or None,
         30,
         message="temp pod deleted after the idle TTL",
     )
@@ -193,18 +179,18 @@ def test_restart_waits_for_temp_pod(kube: Kube, namespace: str, start_operator: 
     start_operator([namespace])
     create_session(kube, "both", namespace)
     wait_session(kube, namespace, "both", phase_is("Running"))
-    _annotate(kube, namespace, "both", {ANNOTATION_DESIRED_PHASE: "Stopped"})
+    annotate(kube, namespace, "both", {ANNOTATION_DESIRED_PHASE: "Stopped"})
     wait_session(kube, namespace, "both", phase_is("Stopped"))
-    _annotate(kube, namespace, "both", {ANNOTATION_TEMP_CONTENT_REQUESTED: "true"})
-    wait_for(lambda: _exists(kube, PODS, namespace, temp_content_pod_name("both")), 30, message="temp pod")
+    annotate(kube, namespace, "both", {ANNOTATION_TEMP_CONTENT_REQUESTED: "true"})
+    wait_for(lambda: exists(kube, PODS, namespace, temp_content_pod_name("both")), 30, message="temp pod")
 
     overlaps: list[str] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            pod = _exists(kube, PODS, namespace, temp_content_pod_name("both"))
-            job = _exists(kube, JOBS, namespace, runner_job_name("both"))
+            pod = exists(kube, PODS, namespace, temp_content_pod_name("both"))
+            job = exists(kube, JOBS, namespace, runner_job_name("both"))
             if pod and job:
                 overlaps.append(datetime.datetime.now(datetime.UTC).isoformat())
             time.sleep(0.05)
@@ -212,13 +198,13 @@ def test_restart_waits_for_temp_pod(kube: Kube, namespace: str, start_operator: 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        _annotate(kube, namespace, "both", {ANNOTATION_DESIRED_PHASE: "Running"})
+        annotate(kube, namespace, "both", {ANNOTATION_DESIRED_PHASE: "Running"})
         wait_session(kube, namespace, "both", phase_is("Running"))
     finally:
         stop.set()
         sampler.join(5)
     assert not overlaps, f"the runner Job existed while the temp pod still did: {overlaps[:3]}"
-    assert not _exists(kube, PODS, namespace, temp_content_pod_name("both"))
+    assert not exists(kube, PODS, namespace, temp_content_pod_name("both"))
     reasons = [e["reason"] for e in events_for(kube, namespace, "both")]
     assert "TempContentPodDeleted" in reasons
 
@@ -227,14 +213,14 @@ def test_deleted_session_leaves_no_temp_pod_or_secret(
     kube: Kube, namespace: str, start_operator: OperatorFactory
 ) -> None:
     _finished_session(kube, namespace, "gone", start_operator, "600")
-    _annotate(kube, namespace, "gone", {ANNOTATION_TEMP_CONTENT_REQUESTED: "true"})
-    wait_for(lambda: _exists(kube, PODS, namespace, temp_content_pod_name("gone")), 30, message="temp pod")
-    assert _exists(kube, SECRETS, namespace, token_secret_name("gone"))
+    annotate(kube, namespace, "gone", {ANNOTATION_TEMP_CONTENT_REQUESTED: "true"})
+    wait_for(lambda: exists(kube, PODS, namespace, temp_content_pod_name("gone")), 30, message="temp pod")
+    assert exists(kube, SECRETS, namespace, token_secret_name("gone"))
     kube.delete(SESSIONS, namespace, "gone", propagation="Background")
     wait_for(
         lambda: (
-            not _exists(kube, PODS, namespace, temp_content_pod_name("gone"))
-            and not _exists(kube, SECRETS, namespace, token_secret_name("gone"))
+            not exists(kube, PODS, namespace, temp_content_pod_name("gone"))
+            and not exists(kube, SECRETS, namespace, token_secret_name("gone"))
         ),
         90,
         message="temp pod and token Secret garbage-collected",
