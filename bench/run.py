@@ -229,7 +229,7 @@ def _burst_cost(
     events: dict[str, int],
 ) -> dict[str, Any]:
     total = sum(requests.values())
-    minimum = CREATES_PER_SESSION + phase_changes
+    minimum = CREATES_PER_SESSION + 2 * phase_changes  # a status write and an Event per phase change
     return {
         "requests": requests,
         "total": total,

@@ -125,6 +125,12 @@ class OperatorConfig:
         "Seconds an image pull or container config error may persist before the session fails.",
         60.0,
     )
+    unschedulable_grace: float = _opt(
+        "UNSCHEDULABLE_GRACE",
+        "Seconds a runner pod may stay unschedulable before PodScheduled=False and a Warning Event "
+        "report it (a pod waiting for its volume to bind is briefly unschedulable).",
+        10.0,
+    )
     job_ttl_after_finished: int = _opt(
         "JOB_TTL_AFTER_FINISHED",
         "Keep a finished runner Job this many seconds (ttlSecondsAfterFinished); -1 deletes it at once.",

@@ -137,6 +137,7 @@ def write_status(
     loop: str,
     describe: Callable[[StatusDraft], None],
     recorder: EventRecorder | None = None,
+    on_written: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[str, str] | None:
     """Applies `describe` to the session's status; returns (old phase, new phase) when written.
 
@@ -157,6 +158,8 @@ def write_status(
     written = patch_with_retry(kube, SESSIONS, namespace, name, mutate, cached=cached, subresource="status")
     if written is None:
         return None
+    if on_written is not None:
+        on_written(written)
     old, new = str(outcome["old"]), str(outcome["new"])
     if old != new and recorder is not None:
         draft: StatusDraft = outcome["draft"]

@@ -22,4 +22,7 @@ def patch_annotations(ctx: Context, session: Mapping[str, Any], changes: Mapping
     written = patch_with_retry(
         ctx.kube, SESSIONS, str(meta.get("namespace")), str(meta.get("name")), mutate, cached=session
     )
-    return written is not None
+    if written is None:
+        return False
+    ctx.remember(written)
+    return True

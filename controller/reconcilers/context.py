@@ -6,13 +6,14 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.config import OperatorConfig
 from controller.events import EventRecorder
 from controller.kube import ApiError, Kube, Resource
+from controller.status import StatusDraft, write_status
 from controller.watchers.cache import KindCache
 from controller.watchers.transforms import BY_SESSION
 
@@ -73,6 +74,15 @@ class Context:
 
     def children(self, cache: KindCache, namespace: str, session_name: str) -> list[Mapping[str, Any]]:
         return cache.by_index(BY_SESSION, f"{namespace}/{session_name}")
+
+    def write_status(
+        self, session: Mapping[str, Any], loop: str, describe: Callable[[StatusDraft], None]
+    ) -> tuple[str, str] | None:
+        """Writes the session's status (see controller.status) and caches what was written."""
+        return write_status(self.kube, session, loop, describe, self.recorder, self.remember)
+
+    def remember(self, written: Mapping[str, Any]) -> None:
+        self.caches.sessions.store.upsert(self.caches.sessions.spec.transform(dict(written)))
 
 
 class Ensured(enum.Enum):

@@ -22,7 +22,7 @@ from controller.names import ANNOTATION_DESIRED_PHASE, runner_job_name, session_
 from controller.reconcile import Key, Result
 from controller.reconcilers.context import Context, owned_by
 from controller.reconcilers.runner_state import Observation, Outcome, observe
-from controller.status import StatusDraft, write_status
+from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.jobs")
 
@@ -118,6 +118,7 @@ def reconcile(ctx: Context, monitors: JobMonitors, key: Key) -> Result:
         was_running=was_running,
         now=now,
         waiting_grace=ctx.config.image_pull_grace,
+        unschedulable_grace=ctx.config.unschedulable_grace,
     )
     if observation.finished is not None:
         return finish(ctx, session, job, observation)
@@ -125,7 +126,7 @@ def reconcile(ctx: Context, monitors: JobMonitors, key: Key) -> Result:
     def describe(draft: StatusDraft) -> None:
         apply_observation(draft, observation)
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.write_status(session, LOOP, describe)
     scheduled = observation.scheduled
     if scheduled is not None and scheduled.status == c.FALSE:
         ctx.recorder.record(
@@ -174,7 +175,7 @@ def finish(
         if outcome.stopped_reason:
             draft.set("stoppedReason", outcome.stopped_reason)
 
-    written = write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    written = ctx.write_status(session, LOOP, describe)
     if written is not None:
         event_type = NORMAL if outcome.succeeded else WARNING
         ctx.recorder.record(
@@ -224,6 +225,6 @@ def creating_deadline(ctx: Context, session: Mapping[str, Any], phase: str, now:
         draft.set_condition(c.RUNNER_STARTED, c.FALSE, c.CREATING_TIMEOUT, message)
         draft.set("completionTime", c.now_rfc3339())
 
-    if write_status(ctx.kube, session, LOOP, describe, ctx.recorder) is not None:
+    if ctx.write_status(session, LOOP, describe) is not None:
         ctx.recorder.record(session, WARNING, c.CREATING_TIMEOUT, message)
     return Result.done()

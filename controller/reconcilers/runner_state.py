@@ -29,6 +29,8 @@ STUCK_WAITING_REASONS = frozenset(
     }
 )
 CRASH_LOOP = "CrashLoopBackOff"
+# Waiting reasons of a container that is simply on its way up.
+STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 OOM_KILLED = "OOMKilled"
@@ -135,6 +137,7 @@ def observe(
     was_running: bool,
     now: datetime.datetime,
     waiting_grace: float,
+    unschedulable_grace: float = 0.0,
 ) -> Observation:
     """The runner's state from the cached Job and its pods (newest first)."""
     deadline = _job_failure(job)
@@ -169,22 +172,40 @@ def observe(
                 finished=Outcome(RUNNER_LOST, "the runner pod was deleted while the session ran")
             )
         return Observation()
-    return _observe_live_pod(pod, now, waiting_grace)
+    return _observe_live_pod(pod, now, waiting_grace, unschedulable_grace)
 
 
-def _observe_live_pod(pod: Mapping[str, Any], now: datetime.datetime, waiting_grace: float) -> Observation:
+def _waited(since: Any, now: datetime.datetime, default: float) -> float:
+    started = parse_time(since)
+    return (now - started).total_seconds() if started is not None else default
+
+
+def _observe_live_pod(
+    pod: Mapping[str, Any], now: datetime.datetime, waiting_grace: float, unschedulable_grace: float
+) -> Observation:
+    """A pod on its way: only states worth a status write are reported.
+
+    Progress that is about to be overtaken (container creating, scheduled but not yet running) is
+    not written: the next state carries it. An unschedulable pod is reported once it has stayed so
+    for the grace period, because waiting a few seconds for a volume to bind looks the same.
+    """
     scheduled_cond = _pod_condition(pod, "PodScheduled")
     scheduled: Status3 | None = None
+    recheck: float | None = None
     if scheduled_cond is not None:
         if scheduled_cond.get("status") == "True":
             node = (pod.get("spec") or {}).get("nodeName") or "a node"
             scheduled = Status3(TRUE, "Scheduled", f"scheduled on {node}")
         else:
-            scheduled = Status3(
-                FALSE,
-                str(scheduled_cond.get("reason") or "Unschedulable"),
-                str(scheduled_cond.get("message") or "the scheduler found no node for the pod"),
-            )
+            waited = _waited(scheduled_cond.get("lastTransitionTime"), now, unschedulable_grace)
+            if waited >= unschedulable_grace:
+                scheduled = Status3(
+                    FALSE,
+                    str(scheduled_cond.get("reason") or "Unschedulable"),
+                    str(scheduled_cond.get("message") or "the scheduler found no node for the pod"),
+                )
+            else:
+                recheck = unschedulable_grace - waited + 0.5
     container = runner_container(pod)
     state = (container or {}).get("state") or {}
     if state.get("running"):
@@ -192,11 +213,9 @@ def _observe_live_pod(pod: Mapping[str, Any], now: datetime.datetime, waiting_gr
             scheduled=scheduled, started=Status3(TRUE, "ContainerRunning", "the runner container is running")
         )
     waiting = state.get("waiting")
-    if not waiting:
-        return Observation(
-            scheduled=scheduled,
-            started=Status3(FALSE, "ContainerCreating", "waiting for the runner container"),
-        )
+    if not waiting or waiting.get("reason") in STARTING_REASONS:
+        quiet = scheduled if scheduled is not None and scheduled.status == FALSE else None
+        return Observation(scheduled=quiet, recheck_after=recheck)
     reason = str(waiting.get("reason") or "Waiting")
     message = str(waiting.get("message") or "")
     started = Status3(FALSE, reason, message or f"the runner container is waiting: {reason}")

@@ -31,7 +31,7 @@ from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
 from controller.reconcilers.runner_job import build_runner_job
 from controller.reconcilers.spec import validate_spec
-from controller.status import StatusDraft, write_status
+from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.sessions")
 
@@ -102,7 +102,7 @@ def report_provisioning_error(ctx: Context, session: Mapping[str, Any], exc: Api
     def describe(draft: StatusDraft) -> None:
         draft.set_condition(c.RECONCILED, c.FALSE, PROVISIONING_FAILED, message + " (retrying)")
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.write_status(session, LOOP, describe)
     ctx.recorder.record(session, WARNING, PROVISIONING_FAILED, message)
 
 
@@ -118,7 +118,7 @@ def reject_spec(ctx: Context, session: Mapping[str, Any], problems: list[Any]) -
         if draft.get("completionTime") is None:
             draft.set("completionTime", c.now_rfc3339())
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.write_status(session, LOOP, describe)
     ctx.recorder.record(session, WARNING, c.INVALID_SPEC, message)
     return Result.done()
 
@@ -137,7 +137,7 @@ def restart(ctx: Context, session: Mapping[str, Any]) -> Result:
         draft.set("completionTime", None)
         draft.set("stoppedReason", None)
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.write_status(session, LOOP, describe)
     ctx.recorder.record(session, NORMAL, "Restarting", "restart requested: provisioning the runner again")
     patch_annotations(
         ctx,
@@ -202,7 +202,7 @@ def stop(ctx: Context, session: Mapping[str, Any]) -> Result:
         if draft.get("completionTime") is None:
             draft.set("completionTime", c.now_rfc3339())
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.write_status(session, LOOP, describe)
     if not still_running:
         clear_stop_request(ctx, session)
     return Result.done()
@@ -229,7 +229,7 @@ def _conflict(
                 message,
             )
 
-        write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+        ctx.write_status(session, LOOP, describe)
         ctx.recorder.record(session, WARNING, c.NAME_CONFLICT, message)
         return Result.done()
     if state is Ensured.WAITING:
@@ -262,7 +262,7 @@ def _ensure_workspace(ctx: Context, session: Mapping[str, Any]) -> tuple[Result 
                 if draft.get("completionTime") is None:
                     draft.set("completionTime", c.now_rfc3339())
 
-            write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+            ctx.write_status(session, LOOP, describe)
             ctx.recorder.record(session, WARNING, c.PARENT_WORKSPACE_MISSING, message)
             return Result.done(), ""
         return None, f"reusing the workspace {claim} of parent session {parent}"
@@ -346,12 +346,8 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         if previous is not None and previous.is_true and phase == c.CREATING:
             if previous.reason == JOB_RECREATED:
                 message = f"the runner Job {job_name} disappeared again after being recreated once"
-                write_status(
-                    ctx.kube,
-                    session,
-                    LOOP,
-                    lambda d: d.set_condition(c.JOB_CREATED, c.FALSE, c.JOB_LOST, message),
-                    ctx.recorder,
+                ctx.write_status(
+                    session, LOOP, lambda d: d.set_condition(c.JOB_CREATED, c.FALSE, c.JOB_LOST, message)
                 )
                 ctx.recorder.record(session, WARNING, c.JOB_LOST, message)
                 return Result.done()
@@ -392,11 +388,9 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         if job_state[0] == c.TRUE:
             draft.set("observedGeneration", draft.generation)
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
-    if created_job:
-        ctx.recorder.record(session, NORMAL, "RunnerJobCreated", f"created runner Job {job_name}")
-        if (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):
-            patch_annotations(ctx, session, {ANNOTATION_FORCE_EXECUTE_PROMPT: None})
+    ctx.write_status(session, LOOP, describe)
+    if created_job and (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):
+        patch_annotations(ctx, session, {ANNOTATION_FORCE_EXECUTE_PROMPT: None})
     return Result.done()
 
 

@@ -27,7 +27,7 @@ from controller.reconcile import Key, Result
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.children import build_temp_content_pod, build_temp_content_service
 from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
-from controller.status import StatusDraft, write_status
+from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.temp_content")
 
@@ -75,7 +75,7 @@ def _set_condition(ctx: Context, session: Mapping[str, Any], status: str, reason
     def describe(draft: StatusDraft) -> None:
         draft.set_condition(c.TEMP_CONTENT_POD_READY, status, reason, message)
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.write_status(session, LOOP, describe)
 
 
 def _delete(ctx: Context, session: Mapping[str, Any], pod: Mapping[str, Any] | None) -> None:

@@ -35,7 +35,7 @@ from controller.reconcile import Key, Result
 from controller.reconcilers.children import build_token_secret
 from controller.reconcilers.context import Context, owned_by
 from controller.retry import retry_on_conflict
-from controller.status import StatusDraft, write_status
+from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.token_secrets")
 
@@ -77,7 +77,7 @@ def _set_secrets_ready(
     def describe(draft: StatusDraft) -> None:
         draft.set_condition(c.SECRETS_READY, status, reason, message)
 
-    write_status(ctx.kube, session, LOOP, describe, ctx.recorder)
+    ctx.write_status(session, LOOP, describe)
 
 
 def reconcile(ctx: Context, key: Key) -> Result:

@@ -112,11 +112,19 @@ class Store:
                         if not members:
                             del buckets[value]
 
-    def upsert(self, obj: Mapping[str, Any]) -> Delta:
+    def upsert(self, obj: Mapping[str, Any]) -> Delta | None:
+        """Stores the object unless the cache already holds a newer version of it.
+
+        Objects arrive from the watch and, right after our own writes, from the write's response
+        (a mutation cache: the next reconcile then starts from what we wrote, not from a stale copy
+        that would only earn a 409). A watch event older than such an object is not a step back.
+        """
         frozen = freeze(obj)
         key = object_key(frozen)
         with self._lock:
             old = self._items.get(key)
+            if old is not None and _older(frozen, old):
+                return None
             self._index(key, old, add=False)
             self._items[key] = frozen
             self._index(key, frozen, add=True)
@@ -184,6 +192,12 @@ class Store:
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
         return iter(self.list())
+
+
+def _older(candidate: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """resourceVersions are opaque, but etcd's are integers; compare only when both are."""
+    new, old = _resource_version(candidate), _resource_version(current)
+    return new.isdigit() and old.isdigit() and int(new) < int(old)
 
 
 def _resource_version(obj: Mapping[str, Any]) -> str:

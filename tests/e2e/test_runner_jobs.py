@@ -134,7 +134,17 @@ def test_deadline_exceeded_is_a_timeout(kube: Kube, namespace: str, start_operat
 def test_unschedulable_pod_is_explained_then_times_out(
     kube: Kube, namespace: str, start_operator: OperatorFactory
 ) -> None:
-    start_operator([namespace], args=["--runner-node-selector", "pool=gpu-none", "--creating-timeout", "12"])
+    start_operator(
+        [namespace],
+        args=[
+            "--runner-node-selector",
+            "pool=gpu-none",
+            "--creating-timeout",
+            "12",
+            "--unschedulable-grace",
+            "2",
+        ],
+    )
     create_session(kube, "nowhere", namespace)
     pending = wait_session(
         kube,

@@ -155,7 +155,9 @@ def test_stop_keeps_workspace_and_restart_resumes(
 
 
 def test_stop_while_creating(kube: Kube, namespace: str, start_operator: OperatorFactory) -> None:
-    start_operator([namespace], args=["--runner-node-selector", "no-such-node=true"])
+    start_operator(
+        [namespace], args=["--runner-node-selector", "no-such-node=true", "--unschedulable-grace", "1"]
+    )
     create_session(kube, "early", namespace)
     wait_session(
         kube,
@@ -341,7 +343,7 @@ def test_kubectl_shows_columns_and_events(
         env=env,
         check=True,
     ).stdout
-    assert "RunnerJobCreated" in described and "Running" in described
+    assert "Creating" in described and "Running" in described
 
 
 def test_secret_never_holds_token_in_status(

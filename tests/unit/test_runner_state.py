@@ -241,7 +241,21 @@ def test_unschedulable_pod_reports_the_scheduler() -> None:
         UNSCHEDULABLE_MESSAGE,
     )
     assert seen.finished is None
-    assert seen.started is not None and seen.started.status == FALSE
+    # A container that has not started yet is not news: the next state carries it.
+    assert seen.started is None
+
+
+def test_unschedulable_within_grace_is_not_reported_yet() -> None:
+    seen = observe(
+        RUNNING_JOB,
+        [UNSCHEDULABLE_POD],
+        was_running=False,
+        now=NOW,
+        waiting_grace=GRACE,
+        unschedulable_grace=1e9,
+    )
+    assert seen.scheduled is None and seen.finished is None
+    assert seen.recheck_after is not None and seen.recheck_after > 0
 
 
 def test_running_pod_started() -> None:

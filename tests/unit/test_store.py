@@ -129,7 +129,7 @@ def _children_store() -> Store:
 def test_upsert_get_list_by_index() -> None:
     store = _children_store()
     first = store.upsert(session_child("team-a", "s1-runner", owner="s1"))
-    assert first.type == "ADDED" and first.old is None
+    assert first is not None and first.type == "ADDED" and first.old is None
     store.upsert(session_child("team-a", "s1-svc", owner="s1"))
     store.upsert(session_child("team-b", "s1-runner", owner="s1"))
 
@@ -148,7 +148,7 @@ def test_upsert_moves_index_entries() -> None:
     store = _children_store()
     store.upsert(session_child("team-a", "pod-1", owner="s1"))
     modified = store.upsert(session_child("team-a", "pod-1", owner="s2", rv="2"))
-    assert modified.type == "MODIFIED"
+    assert modified is not None and modified.type == "MODIFIED"
     assert modified.old is not None and modified.old["metadata"]["resourceVersion"] == "1"
     assert store.by_index(OWNER, "team-a/s1") == []
     assert len(store.by_index(OWNER, "team-a/s2")) == 1
@@ -263,3 +263,16 @@ def test_index_by_controller_owner() -> None:
     not_controller = session_child("team-a", "s1-runner", owner="s1")
     not_controller["metadata"]["ownerReferences"][0]["controller"] = False
     assert index_by_controller_owner(not_controller) == []
+
+
+def test_upsert_never_steps_back_to_an_older_version() -> None:
+    """What a write returned may be cached before the watch delivers older events of the object."""
+    store = _children_store()
+    store.upsert(session_child("team-a", "pod-1", owner="s1", rv="7"))
+    assert store.upsert(session_child("team-a", "pod-1", owner="s2", rv="5")) is None
+    cached = store.get("team-a", "pod-1")
+    assert cached is not None and cached["metadata"]["resourceVersion"] == "7"
+    same = store.upsert(session_child("team-a", "pod-1", owner="s1", rv="7"))
+    assert same is not None and same.type == "MODIFIED", "the watch's copy of our own write is still news"
+    newer = store.upsert(session_child("team-a", "pod-1", owner="s1", rv="8"))
+    assert newer is not None and newer.type == "MODIFIED"
