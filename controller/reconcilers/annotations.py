@@ -1,4 +1,10 @@
-"""Annotation writes on a session: merge patches guarded by resourceVersion, retried on conflict."""
+"""Annotation writes on a session: merge patches guarded by resourceVersion, retried on conflict.
+
+Annotations carry a person's requests (stop, restart, show the workspace), so each key is changed
+compare-and-swap: only while it still holds the value the reconcile decided on. A request made
+after that decision (say, a restart asked for while the stop is being acknowledged) survives the
+write, and its own event brings the next reconcile.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,20 @@ from controller.retry import patch_with_retry
 
 
 def patch_annotations(ctx: Context, session: Mapping[str, Any], changes: Mapping[str, str | None]) -> bool:
-    """Sets (or with None, removes) annotations; writes nothing when they already are as asked."""
+    """Sets (or with None, removes) annotations that still hold the values seen in `session`.
+
+    Writes nothing when every key already is as asked or has been changed by someone else since.
+    """
     meta = session.get("metadata") or {}
+    seen = meta.get("annotations") or {}
 
     def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
         existing = (current.get("metadata") or {}).get("annotations") or {}
-        wanted = {k: v for k, v in changes.items() if existing.get(k) != v}
+        wanted = {
+            key: value
+            for key, value in changes.items()
+            if existing.get(key) != value and existing.get(key) == seen.get(key)
+        }
         return {"metadata": {"annotations": wanted}} if wanted else None
 
     written = patch_with_retry(

@@ -394,3 +394,32 @@ def test_refused_child_is_reported_not_only_logged(
     # Lifting the quota lets the retry (with backoff) succeed: nothing is lost.
     kube.delete(quotas, namespace, "no-volumes")
     wait_session(kube, namespace, "quota", phase_is("Running"), timeout=90)
+
+
+def test_acknowledging_a_request_never_erases_a_newer_one(kube: Kube, namespace: str, crd: Any) -> None:
+    """The operator clears a stop request it acted on; a restart asked for meanwhile must survive."""
+    from controller.config import OperatorConfig
+    from controller.events import EventRecorder
+    from controller.reconcilers.annotations import patch_annotations
+    from controller.reconcilers.context import Caches, Context
+    from controller.watchers import kinds
+    from controller.watchers.cache import KindCache
+    from controller.watchers.informer import WatchSettings
+
+    create_session(kube, "cas", namespace, annotations={ANNOTATION_DESIRED_PHASE: "Stopped"})
+    decided_on = kube.get(SESSIONS, namespace, "cas")  # what a reconcile read before acting
+    _request(kube, namespace, "cas", "Running")  # the person changes their mind meanwhile
+    session_cache = KindCache(
+        kube, kinds.SESSION_SPEC, WatchSettings()
+    )  # never started: written objects only
+    ctx = Context(OperatorConfig(), kube, EventRecorder(kube), Caches(*([session_cache] * 9)))
+    patch_annotations(ctx, decided_on, {ANNOTATION_DESIRED_PHASE: None, "ambient-code.io/stop-reason": None})
+    annotations = kube.get(SESSIONS, namespace, "cas")["metadata"].get("annotations") or {}
+    assert annotations.get(ANNOTATION_DESIRED_PHASE) == "Running"
+
+    # Keys still holding what was decided on are changed as asked.
+    current = kube.get(SESSIONS, namespace, "cas")
+    assert patch_annotations(ctx, current, {ANNOTATION_DESIRED_PHASE: None})
+    assert ANNOTATION_DESIRED_PHASE not in (
+        kube.get(SESSIONS, namespace, "cas")["metadata"].get("annotations") or {}
+    )
