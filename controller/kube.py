@@ -31,6 +31,10 @@ log = logging.getLogger("controller.kube")
 tracer = trace.get_tracer("agentic-operator.kube")
 
 MERGE_PATCH = "application/merge-patch+json"
+# Metadata-only reads (as controller-runtime's metadata informers): the server sends each object as a
+# PartialObjectMetadata, so nothing but metadata is transferred, decoded or kept.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
@@ -194,8 +198,8 @@ class Kube:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "agentic-operator/0.1"}
+    def _headers(self, content_type: str | None, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept, "User-Agent": "agentic-operator/0.1"}
         if content_type:
             headers["Content-Type"] = content_type
         queries: builtins.list[Any] = []
@@ -230,6 +234,7 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
         timeout: float | None = None,
+        accept: str = "application/json",
     ) -> JSON:
         """One request with 429 handling; returns the parsed body or raises ApiError."""
         payload = json.dumps(body).encode() if body is not None else None
@@ -248,7 +253,7 @@ class Kube:
                         method,
                         url,
                         body=payload,
-                        headers=self._headers(content_type),
+                        headers=self._headers(content_type, accept),
                         timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
                         retries=False,
                         preload_content=True,
@@ -291,7 +296,9 @@ class Kube:
         limit: int | None = None,
         continue_token: str | None = None,
         timeout: float | None = None,
+        metadata_only: bool = False,
     ) -> JSON:
+        """A LIST; with `metadata_only` the server sends each object's metadata only."""
         query = {
             "labelSelector": label_selector or None,
             "fieldSelector": field_selector or None,
@@ -306,6 +313,7 @@ class Kube:
             resource=res.plural,
             query=query,
             timeout=timeout or 120.0,
+            accept=METADATA_LIST if metadata_only else "application/json",
         )
 
     def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
@@ -394,6 +402,7 @@ class Kube:
         label_selector: str | None = None,
         timeout_seconds: int = 300,
         read_timeout: float = 100.0,
+        metadata_only: bool = False,
     ) -> WatchStream:
         """Opens a watch with bookmarks; a socket silent for `read_timeout` raises inside iteration."""
         query = {
@@ -409,7 +418,7 @@ class Kube:
             response = self.pool.request(
                 "GET",
                 url,
-                headers=self._headers(None),
+                headers=self._headers(None, METADATA_OBJECT if metadata_only else "application/json"),
                 preload_content=False,
                 retries=False,
                 timeout=urllib3.Timeout(connect=10.0, read=read_timeout),

@@ -31,6 +31,7 @@ class KindSpec:
     label_selector: str | None = None
     transform: Transform = strip_managed_fields
     indexers: Mapping[str, IndexFunc] = field(default_factory=dict)
+    metadata_only: bool = False
 
 
 class KindCache:
@@ -71,6 +72,7 @@ class KindCache:
                 handlers=self.handlers,
                 settings=self.settings,
                 on_change=self._count,
+                metadata_only=self.spec.metadata_only,
             )
             self._informers[namespace] = informer
         informer.start()

@@ -79,6 +79,7 @@ class Informer:
         handlers: list[Handler] | None = None,
         settings: WatchSettings | None = None,
         on_change: Callable[[], None] | None = None,
+        metadata_only: bool = False,
     ):
         self.kube = kube
         self.resource = resource
@@ -89,6 +90,8 @@ class Informer:
         self.handlers = handlers if handlers is not None else []
         self.settings = settings or WatchSettings()
         self.on_change = on_change
+        self.metadata_only = metadata_only
+        self._event_counters: dict[str, Any] = {}
         self.synced = threading.Event()
         self.resource_version = ""
         self._stop = threading.Event()
@@ -106,10 +109,12 @@ class Informer:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(
+        # Published only once running: a health probe must never see a created, unstarted thread.
+        thread = threading.Thread(
             target=self._run, name=f"informer-{self.resource.plural}-{self._ns_label}", daemon=True
         )
-        self._thread.start()
+        thread.start()
+        self._thread = thread
 
     def stop(self) -> None:
         self._stop.set()
@@ -203,6 +208,7 @@ class Informer:
                 resource_version="0" if first else None,
                 limit=None if first else self.settings.page_size,
                 continue_token=token,
+                metadata_only=self.metadata_only,
             )
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
@@ -226,6 +232,7 @@ class Informer:
             label_selector=self.label_selector,
             timeout_seconds=timeout,
             read_timeout=self.settings.inactivity_timeout,
+            metadata_only=self.metadata_only,
         )
         self._stream = stream
         try:
@@ -233,11 +240,20 @@ class Informer:
                 return
             for event_type, obj in stream:
                 self._progress_at = time.monotonic()
-                metrics.watch_events_total.labels(self.resource.kind, event_type).inc()
+                self._count_event(event_type)
                 self._handle(event_type, obj)
         finally:
             self._stream = None
             stream.close()
+
+    def _count_event(self, event_type: str) -> None:
+        """Looking a labelled child up costs more than the event itself; keep them per informer."""
+        counter = self._event_counters.get(event_type)
+        if counter is None:
+            counter = self._event_counters[event_type] = metrics.watch_events_total.labels(
+                self.resource.kind, event_type
+            )
+        counter.inc()
 
     def _handle(self, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "ERROR":

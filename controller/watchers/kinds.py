@@ -29,16 +29,36 @@ SESSION_SPEC = KindSpec(SESSIONS, transform=strip_managed_fields)
 JOB_SPEC = KindSpec(JOBS, label_selector=MANAGED, transform=transforms.job, indexers=BY_SESSION)
 POD_SPEC = KindSpec(PODS, label_selector=MANAGED, transform=transforms.pod, indexers=BY_SESSION)
 SECRET_SPEC = KindSpec(
-    SECRETS, label_selector=MANAGED, transform=transforms.metadata_only, indexers=BY_SESSION
+    SECRETS,
+    label_selector=MANAGED,
+    transform=transforms.metadata_only,
+    metadata_only=True,
+    indexers=BY_SESSION,
 )
 SERVICE_SPEC = KindSpec(
-    SERVICES, label_selector=MANAGED, transform=transforms.metadata_only, indexers=BY_SESSION
+    SERVICES,
+    label_selector=MANAGED,
+    transform=transforms.metadata_only,
+    metadata_only=True,
+    indexers=BY_SESSION,
 )
-PVC_SPEC = KindSpec(PVCS, label_selector=MANAGED, transform=transforms.with_status, indexers=BY_SESSION)
+PVC_SPEC = KindSpec(
+    PVCS, label_selector=MANAGED, transform=transforms.metadata_only, metadata_only=True, indexers=BY_SESSION
+)
 SERVICE_ACCOUNT_SPEC = KindSpec(
-    SERVICE_ACCOUNTS, label_selector=MANAGED, transform=transforms.metadata_only, indexers=BY_SESSION
+    SERVICE_ACCOUNTS,
+    label_selector=MANAGED,
+    transform=transforms.metadata_only,
+    metadata_only=True,
+    indexers=BY_SESSION,
 )
-ROLE_SPEC = KindSpec(ROLES, label_selector=MANAGED, transform=transforms.metadata_only, indexers=BY_SESSION)
+ROLE_SPEC = KindSpec(
+    ROLES, label_selector=MANAGED, transform=transforms.metadata_only, metadata_only=True, indexers=BY_SESSION
+)
 ROLE_BINDING_SPEC = KindSpec(
-    ROLE_BINDINGS, label_selector=MANAGED, transform=transforms.metadata_only, indexers=BY_SESSION
+    ROLE_BINDINGS,
+    label_selector=MANAGED,
+    transform=transforms.metadata_only,
+    metadata_only=True,
+    indexers=BY_SESSION,
 )
