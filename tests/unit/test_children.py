@@ -530,14 +530,15 @@ def test_builders_return_fresh_objects() -> None:
 def test_builders_never_raise_on_malformed_specs(spec: Any) -> None:
     session = make_session()
     session["spec"] = spec
-    build_runner_job(session, CONFIG, True)
+    job, _ = build_runner_job(session, CONFIG, True)
+    assert job["kind"] == "Job"
     for _, build in ALL_BUILDERS:
-        build(session)
+        assert build(session)["metadata"]["name"]
 
 
 def test_builders_never_raise_without_metadata() -> None:
     for _, build in ALL_BUILDERS:
-        build({})
+        assert isinstance(build({}), dict)
 
 
 def test_fs_group_is_set_only_when_configured() -> None:

@@ -116,10 +116,10 @@ def test_parse_validates() -> None:
 
 
 def test_validate_accepts_the_defaults_and_near_limits() -> None:
-    OperatorConfig().validate()
-    dataclasses.replace(
-        OperatorConfig(), lease_duration=10.5, renew_deadline=10.0, retry_period=2.0
-    ).validate()
+    near = dataclasses.replace(OperatorConfig(), lease_duration=10.5, renew_deadline=10.0, retry_period=2.0)
+    for config_ in (OperatorConfig(), near):
+        config_.validate()  # raises ValueError when refused
+        assert config_.lease_duration > config_.renew_deadline > 1.2 * config_.retry_period
 
 
 def _run_help(capsys: pytest.CaptureFixture[str]) -> str:

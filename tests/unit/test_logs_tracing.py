@@ -127,7 +127,9 @@ def test_exporter_none_when_disabled(environ: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(("lease", "renew", "retry"), [(15.0, 10.0, 2.0), (60.0, 40.0, 10.0)])
 def test_leader_config_accepts(lease: float, renew: float, retry: float) -> None:
-    LeaderElectionConfig("ambient-code", "lease", "me", lease, renew, retry).validate()
+    accepted = LeaderElectionConfig("ambient-code", "lease", "me", lease, renew, retry)
+    accepted.validate()  # raises ValueError when refused
+    assert (accepted.lease_duration, accepted.renew_deadline, accepted.retry_period) == (lease, renew, retry)
 
 
 @pytest.mark.parametrize(
