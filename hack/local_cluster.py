@@ -840,7 +840,9 @@ class LocalCluster:
         Nodes are created with capacity, allocatable and addresses in their status: Node creation keeps
         the status, and kwok's node-initialize stage preserves what is already there, so the scheduler
         sees realistic sizes instead of kwok's 1k CPU / 1Ti defaults. The StorageClass uses
-        kube-controller-manager's built-in hostPath provisioner so PVCs bind as on kind.
+        kube-controller-manager's built-in hostPath provisioner so PVCs bind as on kind, with kind's
+        WaitForFirstConsumer binding: the scheduler then binds the claim itself, whereas Immediate binding
+        races the scheduler's cache ("pvc bound to non-existent pv") and can park a pod for minutes.
         """
         resources = {"cpu": "32", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "500Gi"}
         for index, name in enumerate(NODE_NAMES):
@@ -879,7 +881,7 @@ class LocalCluster:
             },
             "provisioner": "kubernetes.io/host-path",
             "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
+            "volumeBindingMode": "WaitForFirstConsumer",
         }
         self._create(http, "/apis/storage.k8s.io/v1/storageclasses", storage_class)
 
