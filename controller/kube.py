@@ -35,8 +35,6 @@ MERGE_PATCH = "application/merge-patch+json"
 # PartialObjectMetadata, so nothing but metadata is transferred, decoded or kept.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
-JSON_PATCH = "application/json-patch+json"
-STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 @dataclass(frozen=True)
@@ -151,10 +149,9 @@ def load_api_client(kubeconfig: str = "") -> k8s_client.ApiClient:
 class WatchStream:
     """One open watch: iterate for (type, object) pairs; `close()` may be called from any thread."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, on_close: Any = None):
+    def __init__(self, response: urllib3.BaseHTTPResponse):
         self._response = response
         self._closed = False
-        self._on_close = on_close
         self.bytes_seen_at = time.monotonic()
 
     def __iter__(self) -> Iterator[tuple[str, JSON]]:

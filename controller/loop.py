@@ -15,6 +15,7 @@ import time
 from opentelemetry import trace
 
 from controller import metrics
+from controller.kube import ApiError
 from controller.logs import bind_object
 from controller.queue import WorkQueue
 from controller.reconcile import Key, Reconciler, Result, TerminalError
@@ -39,9 +40,6 @@ class Loop:
 
     def enqueue(self, key: Key) -> None:
         self.queue.add(key)
-
-    def enqueue_after(self, key: Key, delay: float) -> None:
-        self.queue.add_after(key, delay)
 
     def start(self) -> None:
         self._accepting.set()
@@ -140,6 +138,4 @@ class Loop:
 
 def _is_expected(exc: Exception) -> bool:
     """API and connection failures are ordinary errors; anything else is a bug worth a traceback."""
-    from controller.kube import ApiError
-
     return isinstance(exc, ApiError | TimeoutError | ConnectionError)

@@ -46,39 +46,34 @@ class StatusDraft:
 
     def set_condition(self, kind: str, status: str, reason: str, message: str = "") -> None:
         self._check_owner(kind)
-        old = self.conditions.get(kind)
-        changed = old is None or old.status != status
-        self.conditions[kind] = c.Condition(
-            type=kind,
-            status=status,
-            reason=reason,
-            message=message[:2048],
-            last_transition_time=c.now_rfc3339() if changed or old is None else old.last_transition_time,
-            observed_generation=self.generation,
-        )
+        self._put(kind, status, reason, message)
 
-    def _derive_ready(self) -> None:
-        """Ready is derived like the phase, by whichever loop writes, so the two never disagree."""
-        ready_status, reason, message = c.derive_ready(self.conditions, self.phase)
-        old = self.conditions.get(c.READY)
+    def _put(self, kind: str, status: str, reason: str, message: str) -> None:
+        """lastTransitionTime moves only when the status does; observedGeneration is the current one."""
+        old = self.conditions.get(kind)
+        message = message[:2048]
         if old is not None and (old.status, old.reason, old.message, old.observed_generation) == (
-            ready_status,
+            status,
             reason,
             message,
             self.generation,
         ):
             return
-        keep_time = old is not None and old.status == ready_status
-        self.conditions[c.READY] = c.Condition(
-            type=c.READY,
-            status=ready_status,
+        keep_time = old is not None and old.status == status
+        self.conditions[kind] = c.Condition(
+            type=kind,
+            status=status,
             reason=reason,
-            message=message[:2048],
+            message=message,
             last_transition_time=old.last_transition_time
             if old is not None and keep_time
             else c.now_rfc3339(),
             observed_generation=self.generation,
         )
+
+    def _derive_ready(self) -> None:
+        """Ready is derived like the phase, by whichever loop writes, so the two never disagree."""
+        self._put(c.READY, *c.derive_ready(self.conditions, self.phase))
 
     def remove_condition(self, kind: str) -> None:
         self._check_owner(kind)

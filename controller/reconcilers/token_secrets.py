@@ -47,7 +47,6 @@ IDENTITY = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 CLAIM_RETRY = 2.0
 TOKEN_ISSUED = "TokenIssued"
 TOKEN_REQUEST_FAILED = "TokenRequestFailed"
-WAITING_FOR_ACCOUNT = "WaitingForServiceAccount"
 
 
 def needs_runner(session: Mapping[str, Any]) -> bool:

@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,7 +296,3 @@ def dispatch_existing(store: Store, handler: Handler, namespace: str | None = No
     """Replays the cache to a handler added late, as a shared informer does for new listeners."""
     for obj in store.list(namespace):
         handler(Delta("ADDED", None, obj))
-
-
-def mapping_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return obj if obj is not None else {}

@@ -16,6 +16,7 @@ from controller.kube import (
     SERVICE_ACCOUNTS,
     SERVICES,
     SESSIONS,
+    Resource,
 )
 from controller.names import child_selector
 from controller.watchers import transforms
@@ -28,37 +29,22 @@ BY_SESSION = {transforms.BY_SESSION: transforms.session_of}
 SESSION_SPEC = KindSpec(SESSIONS, transform=strip_managed_fields)
 JOB_SPEC = KindSpec(JOBS, label_selector=MANAGED, transform=transforms.job, indexers=BY_SESSION)
 POD_SPEC = KindSpec(PODS, label_selector=MANAGED, transform=transforms.pod, indexers=BY_SESSION)
-SECRET_SPEC = KindSpec(
-    SECRETS,
-    label_selector=MANAGED,
-    transform=transforms.metadata_only,
-    metadata_only=True,
-    indexers=BY_SESSION,
-)
-SERVICE_SPEC = KindSpec(
-    SERVICES,
-    label_selector=MANAGED,
-    transform=transforms.metadata_only,
-    metadata_only=True,
-    indexers=BY_SESSION,
-)
-PVC_SPEC = KindSpec(
-    PVCS, label_selector=MANAGED, transform=transforms.metadata_only, metadata_only=True, indexers=BY_SESSION
-)
-SERVICE_ACCOUNT_SPEC = KindSpec(
-    SERVICE_ACCOUNTS,
-    label_selector=MANAGED,
-    transform=transforms.metadata_only,
-    metadata_only=True,
-    indexers=BY_SESSION,
-)
-ROLE_SPEC = KindSpec(
-    ROLES, label_selector=MANAGED, transform=transforms.metadata_only, metadata_only=True, indexers=BY_SESSION
-)
-ROLE_BINDING_SPEC = KindSpec(
-    ROLE_BINDINGS,
-    label_selector=MANAGED,
-    transform=transforms.metadata_only,
-    metadata_only=True,
-    indexers=BY_SESSION,
-)
+
+
+def _metadata_spec(resource: Resource) -> KindSpec:
+    """A child the loops read only by metadata: listed and watched as PartialObjectMetadata."""
+    return KindSpec(
+        resource,
+        label_selector=MANAGED,
+        transform=transforms.metadata_only,
+        metadata_only=True,
+        indexers=BY_SESSION,
+    )
+
+
+SECRET_SPEC = _metadata_spec(SECRETS)
+SERVICE_SPEC = _metadata_spec(SERVICES)
+PVC_SPEC = _metadata_spec(PVCS)
+SERVICE_ACCOUNT_SPEC = _metadata_spec(SERVICE_ACCOUNTS)
+ROLE_SPEC = _metadata_spec(ROLES)
+ROLE_BINDING_SPEC = _metadata_spec(ROLE_BINDINGS)

@@ -225,11 +225,3 @@ def controller_owner_name(obj: Mapping[str, Any]) -> str | None:
         if ref.get("controller"):
             return str(ref.get("name"))
     return None
-
-
-def index_by_controller_owner(obj: Mapping[str, Any]) -> builtins.list[str]:
-    """Index value 'namespace/owner-name' of the object's controller, for 'children of session X'."""
-    owner = controller_owner_name(obj)
-    if owner is None:
-        return []
-    return [f"{(obj.get('metadata') or {}).get('namespace', '')}/{owner}"]

@@ -17,7 +17,7 @@ import yaml
 
 from controller.kube import NAMESPACES, ApiError, Kube, Resource
 from tests.conftest import Cluster
-from tests.e2e.conftest import OperatorFactory, create_session, phase_is, wait_session
+from tests.e2e.conftest import OperatorFactory, annotate, create_session, phase_is, wait_session
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR = "system:serviceaccount:ambient-code:agentic-operator"
@@ -98,12 +98,22 @@ def _service_account_kubeconfig(kube: Kube, cluster: Cluster, path: Path) -> Pat
     return path
 
 
-def _stop(kube: Kube, namespace: str, name: str) -> None:
-    from controller.kube import SESSIONS
-
-    kube.patch(
-        SESSIONS, namespace, name, {"metadata": {"annotations": {"ambient-code.io/desired-phase": "Stopped"}}}
-    )
+def _run_a_session_as_the_operator(
+    kube: Kube,
+    cluster: Cluster,
+    home: Path,
+    start_operator: OperatorFactory,
+    namespace: str,
+    name: str,
+    **operator: Any,
+) -> None:
+    """The operator, with the deployed ServiceAccount's own token, takes a session to Running and back."""
+    as_operator = _service_account_kubeconfig(kube, cluster, home / "operator.kubeconfig")
+    start_operator(kubeconfig=as_operator, **operator)
+    create_session(kube, name, namespace)
+    wait_session(kube, namespace, name, phase_is("Running"), timeout=90)
+    annotate(kube, namespace, name, {"ambient-code.io/desired-phase": "Stopped"})
+    wait_session(kube, namespace, name, phase_is("Stopped"))
 
 
 def test_cluster_wide_install_grants_exactly_what_is_used(
@@ -142,14 +152,15 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
     assert [q for q in must if not _can(kubectl, cluster, tmp_path, *q)] == []
     assert [q for q in never if _can(kubectl, cluster, tmp_path, *q)] == []
 
-    as_operator = _service_account_kubeconfig(kube, cluster, tmp_path / "operator.kubeconfig")
-    start_operator(
-        kubeconfig=as_operator, args=["--leader-elect", "--leader-election-namespace", "ambient-code"]
+    _run_a_session_as_the_operator(
+        kube,
+        cluster,
+        tmp_path,
+        start_operator,
+        namespace,
+        "rbac",
+        args=["--leader-elect", "--leader-election-namespace", "ambient-code"],
     )
-    create_session(kube, "rbac", namespace)
-    wait_session(kube, namespace, "rbac", phase_is("Running"), timeout=90)
-    _stop(kube, namespace, "rbac")
-    wait_session(kube, namespace, "rbac", phase_is("Stopped"))
 
 
 def test_namespaced_install_cannot_touch_other_namespaces(
@@ -181,9 +192,6 @@ def test_namespaced_install_cannot_touch_other_namespaces(
         kubectl, cluster, tmp_path, "list", "agenticsessions.vteam.ambient-code", "--all-namespaces"
     )
 
-    as_operator = _service_account_kubeconfig(kube, cluster, tmp_path / "operator.kubeconfig")
-    start_operator([NAMESPACED_TARGET], kubeconfig=as_operator)
-    create_session(kube, "scoped", NAMESPACED_TARGET)
-    wait_session(kube, NAMESPACED_TARGET, "scoped", phase_is("Running"), timeout=90)
-    _stop(kube, NAMESPACED_TARGET, "scoped")
-    wait_session(kube, NAMESPACED_TARGET, "scoped", phase_is("Stopped"))
+    _run_a_session_as_the_operator(
+        kube, cluster, tmp_path, start_operator, NAMESPACED_TARGET, "scoped", namespaces=[NAMESPACED_TARGET]
+    )

@@ -13,10 +13,10 @@ from controller.watchers.store import (
     FrozenDict,
     Store,
     freeze,
-    index_by_controller_owner,
     strip_managed_fields,
     thaw,
 )
+from controller.watchers.transforms import session_of
 
 OWNER = "by-owner"
 
@@ -123,7 +123,7 @@ def test_json_dumps_a_frozen_object() -> None:
 
 
 def _children_store() -> Store:
-    return Store({OWNER: index_by_controller_owner})
+    return Store({OWNER: session_of})
 
 
 def test_upsert_get_list_by_index() -> None:
@@ -255,14 +255,6 @@ def test_strip_managed_fields_leaves_objects_without_them() -> None:
     obj: dict[str, Any] = {"metadata": {"name": "s1", "annotations": {}}}
     assert strip_managed_fields(obj) == {"metadata": {"name": "s1", "annotations": {}}}
     assert strip_managed_fields({"kind": "Status"}) == {"kind": "Status"}
-
-
-def test_index_by_controller_owner() -> None:
-    assert index_by_controller_owner(session_child("team-a", "s1-runner", owner="s1")) == ["team-a/s1"]
-    assert index_by_controller_owner(session_child("team-a", "s1-runner")) == []
-    not_controller = session_child("team-a", "s1-runner", owner="s1")
-    not_controller["metadata"]["ownerReferences"][0]["controller"] = False
-    assert index_by_controller_owner(not_controller) == []
 
 
 def test_upsert_never_steps_back_to_an_older_version() -> None:
