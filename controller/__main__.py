@@ -6,9 +6,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from controller import config as config_module
-from controller import logs, tracing
-from controller.kube import Kube, load_api_client
+from controller import lean_client
+
+# Before anything imports the official client: the operator never needs its generated models.
+lean_client.install()
+
+from controller import config as config_module  # noqa: E402
+from controller import logs, tracing  # noqa: E402
+from controller.kube import Kube, load_api_client  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:

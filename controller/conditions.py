@@ -29,14 +29,14 @@ RECONCILED = "Reconciled"  # sessions
 PVC_READY = "PVCReady"  # sessions
 JOB_CREATED = "JobCreated"  # sessions
 READY = "Ready"  # derived from the others, like the phase, by whichever loop writes status
-SECRETS_READY = "SecretsReady"  # token secrets
+SECRETS_READY = "SecretsReady"  # sessions (the first token) and token secrets (refreshes)
 POD_SCHEDULED = "PodScheduled"  # jobs
 RUNNER_STARTED = "RunnerStarted"  # jobs
 RUNNER_FINISHED = "RunnerFinished"  # jobs: the runner's end, success or failure
 TEMP_CONTENT_POD_READY = "TempContentPodReady"  # temp content
 
 OWNED_BY = {
-    "sessions": frozenset({RECONCILED, PVC_READY, JOB_CREATED}),
+    "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED}),
     "token-secrets": frozenset({SECRETS_READY}),
     "jobs": frozenset({POD_SCHEDULED, RUNNER_STARTED, RUNNER_FINISHED}),
     "temp-content": frozenset({TEMP_CONTENT_POD_READY}),

@@ -25,12 +25,14 @@ from kubernetes import config as k8s_config
 from opentelemetry import trace
 
 from controller import metrics
+from controller.list_decoder import ListDecoder
 
 JSON = dict[str, Any]
 log = logging.getLogger("controller.kube")
 tracer = trace.get_tracer("agentic-operator.kube")
 
 MERGE_PATCH = "application/merge-patch+json"
+LIST_CHUNK = 1 << 16
 # Metadata-only reads (as controller-runtime's metadata informers): the server sends each object as a
 # PartialObjectMetadata, so nothing but metadata is transferred, decoded or kept.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -181,6 +183,39 @@ class WatchStream:
         self._response.release_conn()
 
 
+class Listing:
+    """One streamed LIST: iterate once for its items, then read `metadata` (resourceVersion, continue)."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, span: trace.Span):
+        self._response = response
+        self._span = span
+        self._decoder = ListDecoder(response.stream(LIST_CHUNK, decode_content=True))
+        self._finished = False
+        self._closed = False
+
+    @property
+    def metadata(self) -> JSON:
+        meta = self._decoder.fields.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    def __iter__(self) -> Iterator[JSON]:
+        try:
+            yield from self._decoder
+            self._finished = True
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Ends the span; a connection read to the end goes back to the pool, any other is closed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._span.end()
+        if not self._finished:
+            self._response.close()
+        self._response.release_conn()
+
+
 class Kube:
     """The one door to the API server: every request is counted, timed and traced."""
 
@@ -234,48 +269,81 @@ class Kube:
         accept: str = "application/json",
     ) -> JSON:
         """One request with 429 handling; returns the parsed body or raises ApiError."""
+        with tracer.start_as_current_span(f"kube {verb} {resource}") as span:
+            response = self._send(
+                method,
+                path,
+                span,
+                verb=verb,
+                resource=resource,
+                query=query,
+                body=body,
+                content_type=content_type,
+                timeout=timeout,
+                accept=accept,
+                stream=False,
+            )
+            return json.loads(response.data) if response.data else {}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        span: trace.Span,
+        *,
+        verb: str,
+        resource: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str | None,
+        timeout: float | None,
+        accept: str,
+        stream: bool,
+    ) -> urllib3.BaseHTTPResponse:
+        """Sends until the answer is not a 429 (at most `max_429_retries` waits); raises on non-2xx.
+
+        With `stream` the body of a 2xx answer is left unread for the caller, who must release it.
+        """
         payload = json.dumps(body).encode() if body is not None else None
         if payload is not None and content_type is None:
             content_type = "application/json"
         url = self._url(path, query)
+        span.set_attribute("k8s.verb", verb)
+        span.set_attribute("k8s.resource", resource)
+        span.set_attribute("http.request.method", method)
         attempt = 0
-        with tracer.start_as_current_span(f"kube {verb} {resource}") as span:
-            span.set_attribute("k8s.verb", verb)
-            span.set_attribute("k8s.resource", resource)
-            span.set_attribute("http.request.method", method)
-            while True:
-                started = time.monotonic()
-                try:
-                    response = self.pool.request(
-                        method,
-                        url,
-                        body=payload,
-                        headers=self._headers(content_type, accept),
-                        timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
-                        retries=False,
-                        preload_content=True,
-                    )
-                except urllib3.exceptions.HTTPError as exc:
-                    self._record(verb, resource, method, "<error>", started)
-                    span.set_attribute("error.type", type(exc).__name__)
-                    raise ApiError(0, "ConnectionError", str(exc)) from exc
-                self._record(verb, resource, method, str(response.status), started)
-                span.set_attribute("http.response.status_code", response.status)
-                log.debug(
-                    "%s %s -> %d in %.1fms",
+        while True:
+            started = time.monotonic()
+            try:
+                response: urllib3.BaseHTTPResponse = self.pool.request(
                     method,
-                    path,
-                    response.status,
-                    (time.monotonic() - started) * 1000,
+                    url,
+                    body=payload,
+                    headers=self._headers(content_type, accept),
+                    timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
+                    retries=False,
+                    preload_content=not stream,
                 )
-                if 200 <= response.status < 300:
-                    return json.loads(response.data) if response.data else {}
-                error = ApiError.from_response(response.status, response.data, response.headers)
-                if response.status == 429 and attempt < self.max_429_retries:
-                    attempt += 1
-                    time.sleep(min(error.retry_after or 1.0, 30.0))
-                    continue
-                raise error
+            except urllib3.exceptions.HTTPError as exc:
+                self._record(verb, resource, method, "<error>", started)
+                span.set_attribute("error.type", type(exc).__name__)
+                raise ApiError(0, "ConnectionError", str(exc)) from exc
+            self._record(verb, resource, method, str(response.status), started)
+            span.set_attribute("http.response.status_code", response.status)
+            log.debug(
+                "%s %s -> %d in %.1fms", method, path, response.status, (time.monotonic() - started) * 1000
+            )
+            if 200 <= response.status < 300:
+                return response
+            data = response.read() if stream else response.data
+            if stream:
+                response.release_conn()
+            error = ApiError.from_response(response.status, data, response.headers)
+            if response.status == 429 and attempt < self.max_429_retries:
+                attempt += 1
+                time.sleep(min(error.retry_after or 1.0, 30.0))
+                continue
+            raise error
 
     # -- verbs -----------------------------------------------------------------------------------
 
@@ -312,6 +380,45 @@ class Kube:
             timeout=timeout or 120.0,
             accept=METADATA_LIST if metadata_only else "application/json",
         )
+
+    def stream_list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        timeout: float | None = None,
+        metadata_only: bool = False,
+    ) -> Listing:
+        """A LIST whose items are decoded one at a time as they arrive (see list_decoder)."""
+        query = {
+            "labelSelector": label_selector or None,
+            "resourceVersion": resource_version,
+            "limit": limit,
+            "continue": continue_token,
+        }
+        span = tracer.start_span(f"kube list {res.plural}")
+        try:
+            response = self._send(
+                "GET",
+                res.path(namespace),
+                span,
+                verb="list",
+                resource=res.plural,
+                query=query,
+                body=None,
+                content_type=None,
+                timeout=timeout or 120.0,
+                accept=METADATA_LIST if metadata_only else "application/json",
+                stream=True,
+            )
+        except BaseException:
+            span.end()
+            raise
+        return Listing(response, span)
 
     def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
         return self.request("POST", res.path(namespace), verb="create", resource=res.plural, body=body)

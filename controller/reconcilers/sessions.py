@@ -14,31 +14,25 @@ from typing import Any
 
 from controller import conditions as c
 from controller.events import NORMAL, WARNING
-from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, ApiError
+from controller.kube import JOBS, SERVICES, ApiError
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
-    ANNOTATION_FORCE_EXECUTE_PROMPT,
     ANNOTATION_START_REQUESTED_AT,
     ANNOTATION_STOP_REASON,
     ANNOTATION_STOP_REQUESTED_AT,
     runner_job_name,
     session_service_name,
-    temp_content_pod_name,
 )
 from controller.reconcile import Key, Result, sooner
-from controller.reconcilers import children as build
 from controller.reconcilers.annotations import patch_annotations
-from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
-from controller.reconcilers.runner_job import build_runner_job
+from controller.reconcilers.context import Context, owned_by
+from controller.reconcilers.provision import LOOP, provision
 from controller.reconcilers.spec import validate_spec
 from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.sessions")
 
-LOOP = "sessions"
 STOP_REASONS = ("user", "inactivity", "run-finished", "timeout")
-JOB_RECREATED = "Recreated"
-WAIT_RETRY = 5.0
 PROVISIONING_FAILED = "ProvisioningFailed"
 
 
@@ -205,192 +199,6 @@ def stop(ctx: Context, session: Mapping[str, Any]) -> Result:
     ctx.write_status(session, LOOP, describe)
     if not still_running:
         clear_stop_request(ctx, session)
-    return Result.done()
-
-
-# -- provisioning ----------------------------------------------------------------------------------
-
-
-def _conflict(
-    ctx: Context, session: Mapping[str, Any], kind: str, child: str, state: Ensured
-) -> Result | None:
-    if state is Ensured.CONFLICT:
-        message = f"{kind} {child} already exists and is not owned by this session; delete or rename it"
-
-        def describe(draft: StatusDraft) -> None:
-            draft.set_condition(
-                c.JOB_CREATED
-                if kind == "Job"
-                else c.PVC_READY
-                if kind == "PersistentVolumeClaim"
-                else c.RECONCILED,
-                c.FALSE,
-                c.NAME_CONFLICT,
-                message,
-            )
-
-        ctx.write_status(session, LOOP, describe)
-        ctx.recorder.record(session, WARNING, c.NAME_CONFLICT, message)
-        return Result.done()
-    if state is Ensured.WAITING:
-        return Result.after(WAIT_RETRY)
-    return None
-
-
-def _ensure_workspace(ctx: Context, session: Mapping[str, Any]) -> tuple[Result | None, str]:
-    meta = session["metadata"]
-    namespace, uid = meta["namespace"], meta.get("uid", "")
-    claim = build.workspace_claim_name(session)
-    parent = build.parent_session_id(session)
-    if parent:
-        found = ctx.caches.pvcs.get(namespace, claim) is not None
-        if not found:
-            try:
-                ctx.kube.get(PVCS, namespace, claim)
-                found = True
-            except ApiError as exc:
-                if not exc.not_found:
-                    raise
-        if not found:
-            message = (
-                f"continuation of session {parent!r} needs its workspace PVC {claim!r}, which does not "
-                f"exist in namespace {namespace}; the parent session's workspace is gone"
-            )
-
-            def describe(draft: StatusDraft) -> None:
-                draft.set_condition(c.PVC_READY, c.FALSE, c.PARENT_WORKSPACE_MISSING, message)
-                if draft.get("completionTime") is None:
-                    draft.set("completionTime", c.now_rfc3339())
-
-            ctx.write_status(session, LOOP, describe)
-            ctx.recorder.record(session, WARNING, c.PARENT_WORKSPACE_MISSING, message)
-            return Result.done(), ""
-        return None, f"reusing the workspace {claim} of parent session {parent}"
-    state = ensure_child(ctx, ctx.caches.pvcs, PVCS, build.build_workspace_pvc(session, ctx.config), uid)
-    return _conflict(ctx, session, "PersistentVolumeClaim", claim, state), f"workspace {claim}"
-
-
-def is_resume(session: Mapping[str, Any]) -> bool:
-    """A session started again after it stopped or ended resumes its previous run."""
-    count = (session.get("status") or {}).get("restartCount")
-    return isinstance(count, int) and count > 0
-
-
-def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
-    meta = session["metadata"]
-    namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
-    early, workspace_message = _ensure_workspace(ctx, session)
-    if early is not None:
-        return early
-    for kind, cache, resource, manifest in (
-        (
-            "ServiceAccount",
-            ctx.caches.service_accounts,
-            SERVICE_ACCOUNTS,
-            build.build_runner_service_account(session),
-        ),
-        ("Role", ctx.caches.roles, ROLES, build.build_runner_role(session)),
-        ("RoleBinding", ctx.caches.role_bindings, ROLE_BINDINGS, build.build_runner_role_binding(session)),
-    ):
-        stop_here = _conflict(
-            ctx,
-            session,
-            kind,
-            manifest["metadata"]["name"],
-            ensure_child(ctx, cache, resource, manifest, uid),
-        )
-        if stop_here is not None:
-            return stop_here
-
-    secrets = conditions.get(c.SECRETS_READY)
-    temp_pod = ctx.caches.pods.get(namespace, temp_content_pod_name(name))
-    job_name = runner_job_name(name)
-    job = ctx.caches.jobs.get(namespace, job_name)
-    previous = conditions.get(c.JOB_CREATED)
-    job_state: tuple[str, str, str]
-    created_job = False
-    if job is not None:
-        stop_here = _conflict(
-            ctx,
-            session,
-            "Job",
-            job_name,
-            Ensured.EXISTS
-            if owned_by(job, uid)
-            else Ensured.WAITING
-            if (job.get("metadata") or {}).get("deletionTimestamp")
-            else Ensured.CONFLICT,
-        )
-        if stop_here is not None:
-            return stop_here
-        ctx.expectations.observed("Job", namespace, job_name)
-        job_state = (
-            c.TRUE,
-            previous.reason if previous and previous.is_true else "Created",
-            previous.message if previous and previous.is_true else f"runner Job {job_name} exists",
-        )
-    elif secrets is None or not secrets.is_true:
-        detail = f": {secrets.reason}: {secrets.message}" if secrets is not None and secrets.message else ""
-        job_state = (c.FALSE, "WaitingForSecrets", f"waiting for the runner token Secret{detail}")
-    elif temp_pod is not None:
-        job_state = (
-            c.FALSE,
-            "WaitingForTempContentPod",
-            f"waiting for the temporary content pod {temp_content_pod_name(name)} to be deleted; "
-            "it mounts the same workspace",
-        )
-    elif ctx.expectations.pending("Job", namespace, job_name):
-        return Result.after(1.0)
-    else:
-        phase = str((session.get("status") or {}).get("phase") or "")
-        if previous is not None and previous.is_true and phase == c.CREATING:
-            if previous.reason == JOB_RECREATED:
-                message = f"the runner Job {job_name} disappeared again after being recreated once"
-                ctx.write_status(
-                    session, LOOP, lambda d: d.set_condition(c.JOB_CREATED, c.FALSE, c.JOB_LOST, message)
-                )
-                ctx.recorder.record(session, WARNING, c.JOB_LOST, message)
-                return Result.done()
-            reason, message = (
-                JOB_RECREATED,
-                f"the runner Job {job_name} was missing and has been recreated once",
-            )
-            ctx.recorder.record(session, WARNING, "RunnerJobRecreated", message)
-        else:
-            reason, message = "Created", f"runner Job {job_name} created"
-        manifest, warnings = build_runner_job(session, ctx.config, is_resume(session))
-        state = ensure_child(ctx, None, JOBS, manifest, uid)
-        stop_here = _conflict(ctx, session, "Job", job_name, state)
-        if stop_here is not None:
-            return stop_here
-        created_job = state is Ensured.CREATED
-        job_state = (c.TRUE, reason, message)
-        for warning in warnings:
-            ctx.recorder.record(session, WARNING, "ProtectedEnvIgnored", warning)
-    if job_state[0] == c.TRUE:
-        service = build.build_session_service(session, ctx.config)
-        stop_here = _conflict(
-            ctx,
-            session,
-            "Service",
-            service["metadata"]["name"],
-            ensure_child(ctx, ctx.caches.services, SERVICES, service, uid),
-        )
-        if stop_here is not None:
-            return stop_here
-
-    def describe(draft: StatusDraft) -> None:
-        if not draft.get("startTime"):
-            draft.set("startTime", c.now_rfc3339())
-        draft.set_condition(c.RECONCILED, c.TRUE, c.SPEC_APPLIED, "the spec is valid and applied")
-        draft.set_condition(c.PVC_READY, c.TRUE, "Ready", workspace_message)
-        draft.set_condition(c.JOB_CREATED, *job_state)
-        if job_state[0] == c.TRUE:
-            draft.set("observedGeneration", draft.generation)
-
-    ctx.write_status(session, LOOP, describe)
-    if created_job and (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):
-        patch_annotations(ctx, session, {ANNOTATION_FORCE_EXECUTE_PROMPT: None})
     return Result.done()
 
 

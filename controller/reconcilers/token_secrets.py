@@ -18,6 +18,7 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller import conditions as c
@@ -79,11 +80,69 @@ def _set_secrets_ready(
     ctx.write_status(session, LOOP, describe)
 
 
+def current_refresh(
+    cached: Mapping[str, Any] | None, run: str, ttl: float, now: datetime.datetime
+) -> str | None:
+    """The cached Secret's refreshed-at time while its token is fresh and its agui-token this run's."""
+    annotations = ((cached or {}).get("metadata") or {}).get("annotations") or {}
+    refreshed_at = annotations.get(ANNOTATION_TOKEN_REFRESHED_AT)
+    if (
+        cached is None
+        or annotations.get(ANNOTATION_RUN) != run
+        or refresh_due_in(refreshed_at, ttl, now) <= 0
+    ):
+        return None
+    return str(refreshed_at)
+
+
+def _failure_message(name: str, exc: ApiError) -> str:
+    account = runner_sa_name(name)
+    return f"could not issue the runner token for ServiceAccount {account}: {exc.status} {exc.reason}"
+
+
+@dataclass(frozen=True)
+class TokenState:
+    """The runner token as the sessions loop found or made it, for its SecretsReady condition."""
+
+    ready: bool
+    reason: str
+    message: str
+    retry: Result = field(default_factory=Result.done)
+
+
+def ensure_for_runner(ctx: Context, session: Mapping[str, Any]) -> TokenState:
+    """Issues the runner token just before the sessions loop creates the runner Job.
+
+    The Secret is written when it is missing, due, or holds an earlier run's agui-token; a failure
+    is a Warning Event and a not-ready state that the sessions loop records and retries.
+    """
+    meta = session["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    run = run_number(session)
+    now = datetime.datetime.now(datetime.UTC)
+    cached = ctx.caches.secrets.get(namespace, token_secret_name(name))
+    refreshed_at = current_refresh(cached, run, ctx.config.token_ttl, now)
+    if refreshed_at is None:
+        try:
+            refreshed_at = issue(ctx, session, run, known_missing=cached is None)
+        except RefreshInProgress as exc:
+            return TokenState(False, "TokenRefreshInProgress", str(exc), Result.after(CLAIM_RETRY))
+        except ApiError as exc:
+            message = _failure_message(name, exc)
+            ctx.recorder.record(session, WARNING, TOKEN_REQUEST_FAILED, message)
+            return TokenState(False, TOKEN_REQUEST_FAILED, message, Result(requeue=True))
+    return TokenState(True, TOKEN_ISSUED, f"runner token issued at {refreshed_at}")
+
+
 def reconcile(ctx: Context, key: Key) -> Result:
+    """Keeps a provisioned runner's token fresh; the first token is the sessions loop's to issue."""
     namespace, name = key
     session = ctx.caches.sessions.get(namespace, name)
     if session is None or not needs_runner(session):
         return Result.done()
+    job_created = c.parse_conditions(session.get("status")).get(c.JOB_CREATED)
+    if job_created is None or not job_created.is_true:
+        return Result.done()  # provisioning; the status write that records the Job wakes us
     meta = session["metadata"]
     uid = str(meta.get("uid", ""))
     account = ctx.caches.service_accounts.get(namespace, runner_sa_name(name))
@@ -92,21 +151,16 @@ def reconcile(ctx: Context, key: Key) -> Result:
     run = run_number(session)
     now = datetime.datetime.now(datetime.UTC)
     cached = ctx.caches.secrets.get(namespace, token_secret_name(name))
-    annotations = ((cached or {}).get("metadata") or {}).get("annotations") or {}
-    due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ctx.config.token_ttl, now)
-    rotate_agui = cached is not None and annotations.get(ANNOTATION_RUN) != run
-    if cached is not None and due_in > 0 and not rotate_agui:
-        _mark_ready(ctx, session, annotations.get(ANNOTATION_TOKEN_REFRESHED_AT, ""))
-        return Result.after(due_in)
+    refreshed_at = current_refresh(cached, run, ctx.config.token_ttl, now)
+    if refreshed_at is not None:
+        _mark_ready(ctx, session, refreshed_at)
+        return Result.after(refresh_due_in(refreshed_at, ctx.config.token_ttl, now))
     try:
         refreshed_at = issue(ctx, session, run, known_missing=cached is None)
     except RefreshInProgress:
         return Result.after(CLAIM_RETRY)
     except ApiError as exc:
-        account_name = runner_sa_name(name)
-        message = (
-            f"could not issue the runner token for ServiceAccount {account_name}: {exc.status} {exc.reason}"
-        )
+        message = _failure_message(name, exc)
         _set_secrets_ready(ctx, session, c.FALSE, TOKEN_REQUEST_FAILED, message)
         ctx.recorder.record(session, WARNING, TOKEN_REQUEST_FAILED, message)
         raise

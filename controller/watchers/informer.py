@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,13 +195,21 @@ class Informer:
 
     def _list(self, cause: str) -> None:
         metrics.watch_relists_total.labels(self.resource.kind, self._ns_label, cause).inc()
-        # The first LIST is served from the watch cache (RV "0"); after 410 a consistent, paged read.
-        first = cause == "initial"
-        items: list[dict[str, Any]] = []
+        listed: dict[str, str] = {}
+        deltas = self.store.replace(self.namespace, self._listed_items(cause == "initial", listed))
+        self.resource_version = listed["resourceVersion"]
+        self.synced.set()
+        self._dispatch_all(deltas)
+
+    def _listed_items(self, first: bool, listed: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """Every item of the LIST, trimmed as it is decoded, so the untrimmed list never exists at once.
+
+        The first LIST is served from the watch cache (RV "0"); after 410 a consistent, paged read.
+        The list's resourceVersion goes into `listed` once the last page has been read.
+        """
         token: str | None = None
-        list_rv = ""
         while True:
-            page = self.kube.list(
+            listing = self.kube.stream_list(
                 self.resource,
                 self.namespace,
                 label_selector=self.label_selector,
@@ -210,18 +218,13 @@ class Informer:
                 continue_token=token,
                 metadata_only=self.metadata_only,
             )
-            items.extend(page.get("items") or [])
-            meta = page.get("metadata") or {}
-            list_rv = str(meta.get("resourceVersion", ""))
+            for item in listing:
+                yield self.transform(item) if self.transform is not None else item
+            meta = listing.metadata
             token = meta.get("continue") or None
             if not token:
-                break
-        if self.transform is not None:
-            items = [self.transform(item) for item in items]
-        deltas = self.store.replace(self.namespace, items)
-        self.resource_version = list_rv
-        self.synced.set()
-        self._dispatch_all(deltas)
+                listed["resourceVersion"] = str(meta.get("resourceVersion", ""))
+                return
 
     def _watch(self) -> None:
         timeout = random.randint(self.settings.min_timeout_seconds, self.settings.max_timeout_seconds)

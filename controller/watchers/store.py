@@ -45,14 +45,28 @@ class FrozenDict(dict[str, Any]):
         return (FrozenDict, (dict(self),))
 
 
+# Strings up to this length are interned on the way into the cache (see freeze).
+INTERN_MAX_LENGTH = 128
+
+
 def freeze(value: Any) -> Any:
-    """Deep-freezes JSON-like data; dict keys are interned because the same keys repeat in every object."""
+    """Deep-freezes JSON-like data, interning keys and short strings.
+
+    The same strings repeat across thousands of cached objects: every key, a session's name and uid in
+    each child's labels and owner reference, namespaces, timestamps of one burst, condition reasons
+    and messages. Interning stores each once (interned strings are freed with their last user).
+    resourceVersions are all different, so strings of digits are left alone.
+    """
+    kind = type(value)
+    if kind is str:
+        if len(value) <= INTERN_MAX_LENGTH and not value.isdigit():
+            return sys.intern(value)
+        return value
+    if kind is FrozenDict:
+        return value
     if isinstance(value, dict):
-        if type(value) is FrozenDict:
-            return value
-        frozen = {sys.intern(k) if type(k) is str else k: freeze(v) for k, v in value.items()}
         result = FrozenDict()
-        dict.update(result, frozen)
+        dict.update(result, {sys.intern(k) if type(k) is str else k: freeze(v) for k, v in value.items()})
         return result
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)

@@ -9,29 +9,58 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.names import ANNOTATION_SESSION_NAME
-from controller.watchers.store import LAST_APPLIED, controller_owner_name
+from controller.names import ANNOTATION_SESSION_NAME, LABEL_COMPONENT
+from controller.watchers.store import controller_owner_name
 
 _KEPT_METADATA = (
     "name",
     "namespace",
     "uid",
     "resourceVersion",
-    "generation",
     "creationTimestamp",
     "deletionTimestamp",
     "labels",
     "annotations",
     "ownerReferences",
 )
+# The labels the loops read of a child: which component it is, and a runner pod's Job. The rest
+# (the session label, and the job-name/controller-uid labels the Job controller adds to its pods) only
+# select objects, which the server does.
+_KEPT_LABELS = (LABEL_COMPONENT, "job-name")
+# The annotations the loops read of a child are all the operator's own.
+_KEPT_ANNOTATION_PREFIX = "ambient-code.io/"
+# What the loops read of an owner reference: which session or Job controls the child.
+_KEPT_OWNER_REFERENCE = ("kind", "name", "uid", "controller")
+# What the loops read of a condition (pods and Jobs).
+_KEPT_CONDITION = ("type", "status", "reason", "message", "lastTransitionTime")
+# The pod conditions the loops read: whether it was scheduled, and whether a content pod is ready.
+_KEPT_POD_CONDITIONS = ("PodScheduled", "Ready")
+
+
+def _pick(source: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(source, dict):
+        return {}
+    return {k: source[k] for k in keys if k in source}
+
+
+def _pick_each(items: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [_pick(item, keys) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def trim_metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """A child's metadata as the loops read it: identity, ownership, and the operator's own marks."""
     meta = obj.get("metadata") or {}
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
-    annotations = kept.get("annotations")
-    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        kept["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    labels = _pick(kept.pop("labels", None), _KEPT_LABELS)
+    if labels:
+        kept["labels"] = labels
+    annotations = kept.pop("annotations", None)
+    if isinstance(annotations, dict):
+        ours = {k: v for k, v in annotations.items() if k.startswith(_KEPT_ANNOTATION_PREFIX)}
+        if ours:
+            kept["annotations"] = ours
+    if "ownerReferences" in kept:
+        kept["ownerReferences"] = _pick_each(kept["ownerReferences"], _KEPT_OWNER_REFERENCE)
     return kept
 
 
@@ -39,26 +68,34 @@ def metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": trim_metadata(obj)}
 
 
-def with_status(obj: dict[str, Any]) -> dict[str, Any]:
-    slim = metadata_only(obj)
-    if "status" in obj:
-        slim["status"] = obj["status"]
-    return slim
-
-
 def pod(obj: dict[str, Any]) -> dict[str, Any]:
-    slim = with_status(obj)
-    spec = obj.get("spec") or {}
-    slim["spec"] = {k: spec[k] for k in ("nodeName", "restartPolicy") if k in spec}
+    """A pod as the loops read it: phase, conditions and each container's state (not its image or IDs)."""
+    slim = metadata_only(obj)
+    slim["spec"] = _pick(obj.get("spec"), ("nodeName", "restartPolicy"))
+    status = obj.get("status")
+    if isinstance(status, dict):
+        kept = _pick(status, ("phase", "reason", "message"))
+        conditions = status.get("conditions")
+        if isinstance(conditions, list):
+            kept["conditions"] = _pick_each(
+                [x for x in conditions if isinstance(x, dict) and x.get("type") in _KEPT_POD_CONDITIONS],
+                _KEPT_CONDITION,
+            )
+        if "containerStatuses" in status:
+            kept["containerStatuses"] = _pick_each(status["containerStatuses"], ("name", "state"))
+        slim["status"] = kept
     return slim
 
 
 def job(obj: dict[str, Any]) -> dict[str, Any]:
-    slim = with_status(obj)
-    spec = obj.get("spec") or {}
-    slim["spec"] = {
-        k: spec[k] for k in ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished") if k in spec
-    }
+    """A Job as the loops read it: its conditions decide the runner's end."""
+    slim = metadata_only(obj)
+    slim["spec"] = _pick(
+        obj.get("spec"), ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished")
+    )
+    status = obj.get("status")
+    if isinstance(status, dict):
+        slim["status"] = {"conditions": _pick_each(status.get("conditions"), _KEPT_CONDITION)}
     return slim
 
 

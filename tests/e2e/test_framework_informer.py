@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controller.kube import JSON, ApiError, Kube, Resource, load_api_client
+from controller.kube import JSON, ApiError, Kube, Listing, Resource, load_api_client
 from controller.watchers.informer import Informer, WatchSettings
 from controller.watchers.store import Store
 from tests.conftest import Cluster
@@ -154,12 +154,12 @@ class GatedKube(Kube):
         self.release = threading.Event()
         self.list_versions: list[str | None] = []
 
-    def list(self, res: Resource, namespace: str | None = None, **kwargs: Any) -> JSON:
+    def stream_list(self, res: Resource, namespace: str | None = None, **kwargs: Any) -> Listing:
         self.list_versions.append(kwargs.get("resource_version"))
         if self.hold.is_set():
             self.held.set()
             self.release.wait(60)
-        return super().list(res, namespace, **kwargs)
+        return super().stream_list(res, namespace, **kwargs)
 
 
 def test_gone_relists_and_synthesizes_deletes(

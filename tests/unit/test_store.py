@@ -63,6 +63,17 @@ def test_freeze_thaw_round_trip() -> None:
     assert type(thawed["metadata"]["ownerReferences"][0]) is dict
 
 
+def test_freeze_shares_equal_short_strings_but_not_resource_versions_or_long_text() -> None:
+    def decoded(uid: str) -> Any:
+        # json.loads builds new string objects, as an informer's decoder does for every event.
+        return json.loads(json.dumps({"uid": uid, "rv": "12345", "prompt": "p" * 200}))
+
+    first, second = freeze(decoded("uid-1")), freeze(decoded("uid-1"))
+    assert first["uid"] is second["uid"]
+    assert first["rv"] == second["rv"] and first["rv"] is not second["rv"]
+    assert first["prompt"] == second["prompt"] and first["prompt"] is not second["prompt"]
+
+
 def test_freeze_is_idempotent() -> None:
     frozen = freeze(sample())
     assert freeze(frozen) is frozen

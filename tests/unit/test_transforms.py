@@ -53,6 +53,9 @@ def test_metadata_only_secret_never_keeps_tokens() -> None:
     assert "data" not in slim and "stringData" not in slim
     assert "managedFields" not in slim["metadata"]
     assert slim["metadata"]["annotations"] == {"ambient-code.io/token-refreshed-at": "2025-06-01T12:00:00Z"}
+    assert slim["metadata"]["ownerReferences"] == [
+        {"kind": "AgenticSession", "name": "s1", "uid": "uid-s1", "controller": True}
+    ]
     assert slim["metadata"]["name"] == "ambient-runner-token-s1"
     assert slim["metadata"]["resourceVersion"] == "77"
     dumped = json.dumps(slim)
@@ -112,12 +115,104 @@ def test_job_drops_template() -> None:
             "ttlSecondsAfterFinished": 60,
             "template": runner_pod()["spec"],
         },
-        "status": {"active": 1},
+        "status": {
+            "active": 1,
+            "startTime": "2026-11-20T10:00:00Z",
+            "conditions": [
+                {
+                    "type": "FailureTarget",
+                    "status": "True",
+                    "reason": "DeadlineExceeded",
+                    "message": "Job was active longer than specified deadline",
+                    "lastTransitionTime": "2026-11-20T11:00:00Z",
+                    "lastProbeTime": "2026-11-20T11:00:00Z",
+                }
+            ],
+        },
     }
     slim = transforms.job(original)
     assert slim["spec"] == {"backoffLimit": 0, "activeDeadlineSeconds": 3660, "ttlSecondsAfterFinished": 60}
-    assert slim["status"] == {"active": 1}
-    assert "template" not in slim["spec"]
+    assert slim["status"] == {
+        "conditions": [
+            {
+                "type": "FailureTarget",
+                "status": "True",
+                "reason": "DeadlineExceeded",
+                "message": "Job was active longer than specified deadline",
+                "lastTransitionTime": "2026-11-20T11:00:00Z",
+            }
+        ]
+    }
+
+
+def test_pod_keeps_only_the_conditions_and_container_fields_the_loops_read() -> None:
+    original = runner_pod()
+    original["status"] = {
+        "phase": "Pending",
+        "podIP": "10.0.0.7",
+        "startTime": "2026-11-20T10:00:00Z",
+        "conditions": [
+            {"type": t, "status": "False", "reason": "Unschedulable", "lastProbeTime": None}
+            for t in ("PodReadyToStartContainers", "Initialized", "PodScheduled", "ContainersReady", "Ready")
+        ],
+        "containerStatuses": [
+            {
+                "name": "ambient-code-runner",
+                "image": "runner:latest",
+                "imageID": "sha256:abc",
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "back-off"}},
+            }
+        ],
+    }
+    slim = transforms.pod(original)
+    assert slim["status"] == {
+        "phase": "Pending",
+        "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+            {"type": "Ready", "status": "False", "reason": "Unschedulable"},
+        ],
+        "containerStatuses": [
+            {
+                "name": "ambient-code-runner",
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "back-off"}},
+            }
+        ],
+    }
+
+
+def test_child_metadata_keeps_the_labels_annotations_and_owner_fields_the_loops_read() -> None:
+    original = runner_pod()
+    original["metadata"].update(
+        uid="uid-pod",
+        resourceVersion="9",
+        generation=1,
+        labels={
+            "agentic-session": "s1",
+            "app.kubernetes.io/managed-by": "agentic-operator",
+            "app.kubernetes.io/component": "runner",
+            "job-name": "s1-runner",
+            "batch.kubernetes.io/controller-uid": "uid-s1-runner",
+        },
+        annotations={ANNOTATION_SESSION_NAME: "s1", "kwok.ambient-code.io/complete-after": "5s"},
+    )
+    meta = transforms.pod(original)["metadata"]
+    assert meta == {
+        "name": "s1-runner-abcde",
+        "namespace": "team-a",
+        "uid": "uid-pod",
+        "resourceVersion": "9",
+        "labels": {"app.kubernetes.io/component": "runner", "job-name": "s1-runner"},
+        "annotations": {ANNOTATION_SESSION_NAME: "s1"},
+        "ownerReferences": [{"kind": "Job", "name": "s1-runner", "uid": "uid-s1-runner", "controller": True}],
+    }
+
+
+def test_child_metadata_without_labels_or_our_annotations_has_neither() -> None:
+    meta = transforms.metadata_only(
+        {"metadata": {"name": "c", "labels": {"other": "x"}, "annotations": {"other/a": "b"}}}
+    )["metadata"]
+    assert meta == {"name": "c"}
 
 
 def child(
