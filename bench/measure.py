@@ -76,7 +76,11 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode(errors="replace")
+        try:
+            body = exc.read().decode(errors="replace")
+        except (ConnectionError, TimeoutError) as read_error:  # a busy process may answer slowly
+            body = str(read_error)
+        return int(exc.code), body
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         return 0, str(exc)
 

@@ -2,18 +2,25 @@
 
 Identical events for the same object within the dedup window are recorded once: a reconcile that
 runs again for the same state must not spam the API server or the object's history.
+
+As client-go's event broadcaster, recording is asynchronous: a reconcile puts the Event on a bounded
+queue and goes on, and one sender thread writes them. An Event is an account of what happened, never
+a step of it, so a reconcile must not wait for one; when the queue is full (the API server is far
+behind) an Event is dropped and counted rather than slowing the loops down.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from controller import metrics
 from controller.kube import EVENTS, ApiError, Kube
 
 log = logging.getLogger("controller.events")
@@ -26,6 +33,9 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+QUEUE_SIZE = 1000  # client-go's maxQueuedEvents
+
+
 class EventRecorder:
     def __init__(self, kube: Kube, component: str = "agentic-operator", dedup_window: float = 600.0):
         self.kube = kube
@@ -33,6 +43,8 @@ class EventRecorder:
         self.dedup_window = dedup_window
         self._recent: dict[tuple[str, str, str, str], float] = {}
         self._lock = threading.Lock()
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(QUEUE_SIZE)
+        self._sender: threading.Thread | None = None
 
     def _seen_recently(self, key: tuple[str, str, str, str]) -> bool:
         now = time.monotonic()
@@ -46,7 +58,7 @@ class EventRecorder:
             return False
 
     def record(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
-        """Best effort: a failed Event is logged, never raised, so it cannot fail a reconcile."""
+        """Queues the Event for the sender thread; never blocks and never raises."""
         meta = obj.get("metadata") or {}
         uid = str(meta.get("uid", ""))
         namespace = str(meta.get("namespace") or "default")
@@ -79,10 +91,56 @@ class EventRecorder:
             "lastTimestamp": now,
             "count": 1,
         }
+        self._ensure_sender()
         try:
-            self.kube.create(EVENTS, namespace, body)
+            self._queue.put_nowait(body)
+        except queue.Full:
+            metrics.events_dropped_total.inc()
+            log.warning("event queue full: dropped event %s on %s/%s", reason, namespace, meta.get("name"))
+
+    def _ensure_sender(self) -> None:
+        with self._lock:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_all, name="event-sender", daemon=True)
+                self._sender.start()
+
+    def _send_all(self) -> None:
+        while True:
+            body = self._queue.get()
+            try:
+                if body is None:
+                    return
+                self._send(body)
+            finally:
+                self._queue.task_done()
+
+    def _send(self, body: dict[str, Any]) -> None:
+        """Best effort: a failed Event is logged, never raised."""
+        meta, involved = body["metadata"], body["involvedObject"]
+        try:
+            self.kube.create(EVENTS, meta["namespace"], body)
         except ApiError as exc:
-            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc)
+            log.warning(
+                "could not record event %s on %s/%s: %s",
+                body["reason"],
+                meta["namespace"],
+                involved["name"],
+                exc,
+            )
+
+    def flush(self, timeout: float) -> bool:
+        """Waits up to `timeout` seconds for queued Events to be written and stops the sender."""
+        with self._lock:
+            sender, self._sender = self._sender, None
+        if sender is None:
+            return True
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return False
+        sender.join(max(0.0, deadline - time.monotonic()))
+        return not sender.is_alive()
 
     def forget(self, uid: str) -> None:
         with self._lock:

@@ -34,8 +34,6 @@ class Loop:
         self.queue: WorkQueue[Key] = queue if queue is not None else WorkQueue(name)
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Event()
-        self._active = 0
-        self._active_lock = threading.Lock()
         metrics.init_controller(name, workers)
 
     def enqueue(self, key: Key) -> None:
@@ -67,7 +65,7 @@ class Loop:
 
     @property
     def active(self) -> int:
-        return self._active
+        return self.queue.processing_count()
 
     def _work(self) -> None:
         while True:
@@ -83,10 +81,6 @@ class Loop:
                 self.queue.done(key)
 
     def _process(self, key: Key) -> None:
-        gauge = metrics.active_workers.labels(self.name)
-        with self._active_lock:
-            self._active += 1
-            gauge.set(self._active)
         started = time.monotonic()
         namespace, name = key
         outcome = "success"
@@ -120,9 +114,6 @@ class Loop:
                 metrics.reconcile_time_seconds.labels(self.name).observe(time.monotonic() - started)
                 span.set_attribute("result", outcome)
                 log.debug("reconciled: %s in %.1fms", outcome, (time.monotonic() - started) * 1000)
-                with self._active_lock:
-                    self._active -= 1
-                    gauge.set(self._active)
 
     def _apply_result(self, key: Key, result: Result) -> str:
         if result.requeue_after is not None and result.requeue_after > 0:

@@ -205,6 +205,11 @@ cached_objects = Gauge(
     ["kind"],
     registry=REGISTRY,
 )
+events_dropped_total = Counter(
+    "agentic_operator_events_dropped_total",
+    "Kubernetes Events dropped because the event queue was full (the API server was far behind).",
+    registry=REGISTRY,
+)
 monitored_jobs = Gauge(
     "agentic_operator_monitored_jobs",
     "Runner Jobs currently monitored by the jobs loop (one monitor per Job).",

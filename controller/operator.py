@@ -56,7 +56,9 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
         roles=manager.cache("roles", kinds.ROLE_SPEC),
         role_bindings=manager.cache("rolebindings", kinds.ROLE_BINDING_SPEC),
     )
-    ctx = Context(config=config, kube=kube, recorder=EventRecorder(kube), caches=caches)
+    recorder = EventRecorder(kube)
+    manager.on_shutdown.append(recorder.flush)
+    ctx = Context(config=config, kube=kube, recorder=recorder, caches=caches)
     monitors = jobs.JobMonitors()
     session_loop = manager.add_loop(
         Loop("sessions", lambda key: sessions.reconcile(ctx, key), config.workers("sessions"))

@@ -71,6 +71,7 @@ class WorkQueue(Generic[T]):
         self._unfinished_work = metrics.workqueue_unfinished_work_seconds.labels(name, name)
         self._longest_running = metrics.workqueue_longest_running_processor_seconds.labels(name, name)
         self._retries = metrics.workqueue_retries_total.labels(name, name)
+        self._active = metrics.active_workers.labels(name)
         self._depth.set(0)
         self._unfinished_work.set(0)
         self._longest_running.set(0)
@@ -78,9 +79,17 @@ class WorkQueue(Generic[T]):
         self._delayer = threading.Thread(target=self._run_delayer, name=f"workqueue-{name}", daemon=True)
         self._delayer.start()
 
+    # Metrics are published after the queue's lock is released: every worker passes through this
+    # lock several times per reconcile, and each metric update takes a lock of its own. Holding one
+    # while taking the other makes workers queue up behind a holder the interpreter has paused.
+
     def add(self, item: T) -> None:
         with self._lock:
-            self._add_locked(item)
+            added = self._add_locked(item)
+            depth = len(self._dirty)
+        if added:
+            self._adds.inc()
+            self._depth.set(depth)
 
     def get(self, timeout: float | None = None) -> T | None:
         """Block until a key is available and mark it processing.
@@ -103,16 +112,18 @@ class WorkQueue(Generic[T]):
             item = self._queue.popleft()
             now = self._clock()
             added_at = self._add_times.pop(item, None)
-            if added_at is not None:
-                self._queue_duration.observe(max(0.0, now - added_at))
             was_idle = not self._processing
             self._processing.add(item)
             self._start_times[item] = now
             self._dirty.discard(item)
-            self._depth.set(len(self._dirty))
+            depth, active = len(self._dirty), len(self._processing)
             if was_idle:
                 self._wake_delayer.notify()
-            return item
+        if added_at is not None:
+            self._queue_duration.observe(max(0.0, now - added_at))
+        self._depth.set(depth)
+        self._active.set(active)
+        return item
 
     def done(self, item: T) -> None:
         """Release a key taken by ``get``; if it was added again meanwhile, it goes back in the queue."""
@@ -120,33 +131,39 @@ class WorkQueue(Generic[T]):
             if item not in self._processing:
                 return
             started_at = self._start_times.pop(item, None)
-            if started_at is not None:
-                self._work_duration.observe(max(0.0, self._clock() - started_at))
+            finished_at = self._clock()
             self._processing.discard(item)
             if item in self._dirty:
                 self._queue.append(item)
                 self._item_ready.notify()
-            if not self._processing:
-                self._unfinished_work.set(0)
-                self._longest_running.set(0)
+            active = len(self._processing)
+            if not active:
                 self._drained.notify_all()
+        if started_at is not None:
+            self._work_duration.observe(max(0.0, finished_at - started_at))
+        self._active.set(active)
+        if not active:
+            self._unfinished_work.set(0)
+            self._longest_running.set(0)
 
     def add_after(self, item: T, delay: float) -> None:
         """Add the key once ``delay`` seconds have passed; an earlier pending time for it is kept."""
+        if delay <= 0:
+            self.add(item)
+            return
         with self._lock:
             if self._shutting_down:
                 return
-            if delay <= 0:
-                self._add_locked(item)
-                return
-            self._retries.inc()
             ready_at = self._clock() + delay
             current = self._waiting.get(item)
             if current is not None and current <= ready_at:
                 return
             self._waiting[item] = ready_at
             heapq.heappush(self._heap, (ready_at, next(self._sequence), item))
-            self._wake_delayer.notify()
+            # The delayer sleeps until the earliest ready time; only a new earliest one changes that.
+            if self._heap[0][2] == item and self._heap[0][0] == ready_at:
+                self._wake_delayer.notify()
+        self._retries.inc()
 
     def add_rate_limited(self, item: T) -> None:
         self.add_after(item, self._rate_limiter.when(item))
@@ -186,22 +203,25 @@ class WorkQueue(Generic[T]):
         with self._lock:
             return len(self._queue)
 
+    def processing_count(self) -> int:
+        """Keys handed out by ``get`` and not yet ``done``: the loop's busy workers."""
+        return len(self._processing)
+
     def waiting_count(self) -> int:
         """Keys scheduled by ``add_after`` that are not due yet."""
         with self._lock:
             return len(self._waiting)
 
-    def _add_locked(self, item: T) -> None:
+    def _add_locked(self, item: T) -> bool:
+        """Marks the key dirty (and queues it unless processing); False when it already was."""
         if self._shutting_down or item in self._dirty:
-            return
-        self._adds.inc()
+            return False
         self._add_times.setdefault(item, self._clock())
         self._dirty.add(item)
-        self._depth.set(len(self._dirty))
-        if item in self._processing:
-            return
-        self._queue.append(item)
-        self._item_ready.notify()
+        if item not in self._processing:
+            self._queue.append(item)
+            self._item_ready.notify()
+        return True
 
     def _begin_shutdown_locked(self) -> None:
         self._shutting_down = True
@@ -234,7 +254,9 @@ class WorkQueue(Generic[T]):
                 return ready_at
             heapq.heappop(self._heap)
             del self._waiting[item]
-            self._add_locked(item)
+            if self._add_locked(item):
+                self._adds.inc()
+                self._depth.set(len(self._dirty))
         return None
 
     def _publish_unfinished_locked(self, now: float) -> None:

@@ -8,13 +8,14 @@ the object fresh from the API server.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed, wait_random
 
 from controller.kube import MERGE_PATCH, ApiError, Kube, Resource
-from controller.watchers.store import thaw
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -30,21 +31,32 @@ def is_conflict(exc: BaseException) -> bool:
 
 
 def retry_on_conflict(fn: Callable[[int], T], steps: int = DEFAULT_RETRY_STEPS) -> T:
-    """Calls fn(attempt) until it does not raise a conflict, at most `steps` times."""
+    """Calls fn(attempt) until it does not raise a conflict, at most `steps` times.
+
+    The first attempt is a plain call: almost every write (and every no-op) ends there, and a
+    reconcile at cold start makes one per loop per session. Retries go through tenacity, each after
+    DefaultRetry's wait.
+    """
+    try:
+        return fn(1)
+    except ApiError as exc:
+        if not exc.conflict or steps <= 1:
+            raise
+    jitter = DEFAULT_RETRY_DURATION * DEFAULT_RETRY_JITTER
+    time.sleep(DEFAULT_RETRY_DURATION + random.uniform(0, jitter))
     retrying = Retrying(
         retry=retry_if_exception(is_conflict),
-        stop=stop_after_attempt(steps),
-        wait=wait_fixed(DEFAULT_RETRY_DURATION)
-        + wait_random(0, DEFAULT_RETRY_DURATION * DEFAULT_RETRY_JITTER),
+        stop=stop_after_attempt(steps - 1),
+        wait=wait_fixed(DEFAULT_RETRY_DURATION) + wait_random(0, jitter),
         reraise=True,
     )
     for attempt in retrying:
         with attempt:
-            return fn(attempt.retry_state.attempt_number)
+            return fn(attempt.retry_state.attempt_number + 1)
     raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
-Mutation = Callable[[JSON], JSON | None]
+Mutation = Callable[[Mapping[str, Any]], JSON | None]
 
 
 def patch_with_retry(
@@ -59,14 +71,17 @@ def patch_with_retry(
 ) -> JSON | None:
     """Computes a merge patch from the current object and writes it guarded by resourceVersion.
 
-    `mutate` gets a private copy of the current object and returns the merge patch to apply (without
-    metadata.resourceVersion), or None when nothing needs to change — then nothing is written.
+    `mutate` gets the current object to read (the cache's frozen copy on the first attempt, a fresh
+    read on retries) and returns the merge patch to apply (without metadata.resourceVersion), or
+    None when nothing needs to change — then nothing is written. Most calls end there, so the cached
+    object is not copied.
     Returns the object as written, or None when the object is gone or no write was needed.
     """
 
     def attempt(number: int) -> JSON | None:
+        current: Mapping[str, Any]
         if number == 1 and cached is not None:
-            current = thaw(cached)
+            current = cached
         else:
             try:
                 current = kube.get(resource, namespace, name)

@@ -143,7 +143,7 @@ def write_status(
     namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     outcome: dict[str, Any] = {}
 
-    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+    def mutate(current: Mapping[str, Any]) -> dict[str, Any] | None:
         draft = StatusDraft(current, loop)
         describe(draft)
         patch = draft.patch()

@@ -24,7 +24,7 @@ def patch_annotations(ctx: Context, session: Mapping[str, Any], changes: Mapping
     meta = session.get("metadata") or {}
     seen = meta.get("annotations") or {}
 
-    def mutate(current: dict[str, Any]) -> dict[str, Any] | None:
+    def mutate(current: Mapping[str, Any]) -> dict[str, Any] | None:
         existing = (current.get("metadata") or {}).get("annotations") or {}
         wanted = {
             key: value

@@ -8,24 +8,31 @@ token secrets loop keeps it fresh from then on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from controller import conditions as c
 from controller.events import WARNING
-from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, ApiError
+from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, ApiError, Resource
 from controller.names import (
     ANNOTATION_FORCE_EXECUTE_PROMPT,
     runner_job_name,
+    runner_role_name,
+    runner_rolebinding_name,
+    runner_sa_name,
+    session_service_name,
     temp_content_pod_name,
 )
 from controller.reconcile import Result
 from controller.reconcilers import children as build
 from controller.reconcilers import token_secrets
 from controller.reconcilers.annotations import patch_annotations
-from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
+from controller.reconcilers.context import Context, Ensured, cached_child, create_child, owned_by
 from controller.reconcilers.runner_job import build_runner_job
 from controller.status import StatusDraft
+from controller.watchers.cache import KindCache
 
 LOOP = "sessions"
 JOB_RECREATED = "Recreated"
@@ -58,37 +65,70 @@ def _conflict(
     return None
 
 
-def _ensure_workspace(ctx: Context, session: Mapping[str, Any]) -> tuple[Result | None, str]:
+def _parent_workspace(ctx: Context, session: Mapping[str, Any], parent: str) -> tuple[Result | None, str]:
+    """A continuation reuses its parent's workspace PVC; when that is gone the session fails."""
+    namespace = session["metadata"]["namespace"]
+    claim = build.workspace_claim_name(session)
+    found = ctx.caches.pvcs.get(namespace, claim) is not None
+    if not found:
+        try:
+            ctx.kube.get(PVCS, namespace, claim)
+            found = True
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+    if found:
+        return None, f"reusing the workspace {claim} of parent session {parent}"
+    message = (
+        f"continuation of session {parent!r} needs its workspace PVC {claim!r}, which does not "
+        f"exist in namespace {namespace}; the parent session's workspace is gone"
+    )
+
+    def describe(draft: StatusDraft) -> None:
+        draft.set_condition(c.PVC_READY, c.FALSE, c.PARENT_WORKSPACE_MISSING, message)
+        if draft.get("completionTime") is None:
+            draft.set("completionTime", c.now_rfc3339())
+
+    ctx.write_status(session, LOOP, describe)
+    ctx.recorder.record(session, WARNING, c.PARENT_WORKSPACE_MISSING, message)
+    return Result.done(), ""
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child to ensure: where the cache keeps it, its name, and how to build it if it is missing."""
+
+    kind: str
+    cache: KindCache | None
+    resource: Resource
+    name: str
+    build: Callable[[], dict[str, Any]]
+
+
+def ensure_children(ctx: Context, session: Mapping[str, Any], children: Sequence[Child]) -> Result | None:
+    """Creates the children the cache does not show, at once; None when all are there and ours.
+
+    In steady state every child is in the cache and this makes no request and starts no thread.
+    """
     meta = session["metadata"]
     namespace, uid = meta["namespace"], meta.get("uid", "")
-    claim = build.workspace_claim_name(session)
-    parent = build.parent_session_id(session)
-    if parent:
-        found = ctx.caches.pvcs.get(namespace, claim) is not None
-        if not found:
-            try:
-                ctx.kube.get(PVCS, namespace, claim)
-                found = True
-            except ApiError as exc:
-                if not exc.not_found:
-                    raise
-        if not found:
-            message = (
-                f"continuation of session {parent!r} needs its workspace PVC {claim!r}, which does not "
-                f"exist in namespace {namespace}; the parent session's workspace is gone"
-            )
+    states = [cached_child(ctx, ch.cache, ch.resource, namespace, ch.name, uid) for ch in children]
+    missing = [i for i, state in enumerate(states) if state is None]
+    created = ctx.parallel(
+        [functools.partial(_create, ctx, children[i], uid) for i in missing],
+    )
+    for i, state in zip(missing, created, strict=True):
+        states[i] = state
+    for child, maybe_state in zip(children, states, strict=True):
+        assert maybe_state is not None
+        stop_here = _conflict(ctx, session, child.kind, child.name, maybe_state)
+        if stop_here is not None:
+            return stop_here
+    return None
 
-            def describe(draft: StatusDraft) -> None:
-                draft.set_condition(c.PVC_READY, c.FALSE, c.PARENT_WORKSPACE_MISSING, message)
-                if draft.get("completionTime") is None:
-                    draft.set("completionTime", c.now_rfc3339())
 
-            ctx.write_status(session, LOOP, describe)
-            ctx.recorder.record(session, WARNING, c.PARENT_WORKSPACE_MISSING, message)
-            return Result.done(), ""
-        return None, f"reusing the workspace {claim} of parent session {parent}"
-    state = ensure_child(ctx, ctx.caches.pvcs, PVCS, build.build_workspace_pvc(session, ctx.config), uid)
-    return _conflict(ctx, session, "PersistentVolumeClaim", claim, state), f"workspace {claim}"
+def _create(ctx: Context, child: Child, uid: str) -> Ensured:
+    return create_child(ctx, child.resource, child.build(), uid)
 
 
 def is_resume(session: Mapping[str, Any]) -> bool:
@@ -100,29 +140,55 @@ def is_resume(session: Mapping[str, Any]) -> bool:
 def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
     meta = session["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
-    early, workspace_message = _ensure_workspace(ctx, session)
-    if early is not None:
-        return early
-    for kind, cache, resource, manifest in (
-        (
+    children = [
+        Child(
             "ServiceAccount",
             ctx.caches.service_accounts,
             SERVICE_ACCOUNTS,
-            build.build_runner_service_account(session),
+            runner_sa_name(name),
+            lambda: build.build_runner_service_account(session),
         ),
-        ("Role", ctx.caches.roles, ROLES, build.build_runner_role(session)),
-        ("RoleBinding", ctx.caches.role_bindings, ROLE_BINDINGS, build.build_runner_role_binding(session)),
-    ):
-        stop_here = _conflict(
-            ctx,
-            session,
-            kind,
-            manifest["metadata"]["name"],
-            ensure_child(ctx, cache, resource, manifest, uid),
+        Child(
+            "Role", ctx.caches.roles, ROLES, runner_role_name(name), lambda: build.build_runner_role(session)
+        ),
+        Child(
+            "RoleBinding",
+            ctx.caches.role_bindings,
+            ROLE_BINDINGS,
+            runner_rolebinding_name(name),
+            lambda: build.build_runner_role_binding(session),
+        ),
+    ]
+    parent = build.parent_session_id(session)
+    if parent:
+        # Nothing is created for a continuation whose parent's workspace is gone.
+        early, workspace_message = _parent_workspace(ctx, session, parent)
+        if early is not None:
+            return early
+    else:
+        claim = build.workspace_claim_name(session)
+        workspace_message = f"workspace {claim}"
+        children.insert(
+            0,
+            Child(
+                "PersistentVolumeClaim",
+                ctx.caches.pvcs,
+                PVCS,
+                claim,
+                lambda: build.build_workspace_pvc(session, ctx.config),
+            ),
         )
-        if stop_here is not None:
-            return stop_here
+    stop_here = ensure_children(ctx, session, children)
+    if stop_here is not None:
+        return stop_here
 
+    service = Child(
+        "Service",
+        ctx.caches.services,
+        SERVICES,
+        session_service_name(name),
+        lambda: build.build_session_service(session, ctx.config),
+    )
     temp_pod = ctx.caches.pods.get(namespace, temp_content_pod_name(name))
     job_name = runner_job_name(name)
     job = ctx.caches.jobs.get(namespace, job_name)
@@ -185,7 +251,12 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         else:
             reason, message = "Created", f"runner Job {job_name} created"
         manifest, warnings = build_runner_job(session, ctx.config, is_resume(session))
-        state = ensure_child(ctx, None, JOBS, manifest, uid)
+        # The Service is created with the Job; the check below then finds it.
+        job_and_service: list[Callable[[], Any]] = [
+            functools.partial(create_child, ctx, JOBS, manifest, uid),
+            functools.partial(ensure_children, ctx, session, [service]),
+        ]
+        state: Ensured = ctx.parallel(job_and_service)[0]
         stop_here = _conflict(ctx, session, "Job", job_name, state)
         if stop_here is not None:
             return stop_here
@@ -194,14 +265,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         for warning in warnings:
             ctx.recorder.record(session, WARNING, "ProtectedEnvIgnored", warning)
     if job_state[0] == c.TRUE:
-        service = build.build_session_service(session, ctx.config)
-        stop_here = _conflict(
-            ctx,
-            session,
-            "Service",
-            service["metadata"]["name"],
-            ensure_child(ctx, ctx.caches.services, SERVICES, service, uid),
-        )
+        stop_here = ensure_children(ctx, session, [service])
         if stop_here is not None:
             return stop_here
 

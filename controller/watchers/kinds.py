@@ -1,7 +1,8 @@
 """What the operator caches of each kind, and how children map back to their session.
 
 Children are watched with a server-side label selector on `app.kubernetes.io/managed-by`, so the
-caches hold only objects this operator created; every child is indexed by its session.
+caches hold only objects this operator created. Pods are indexed by session, because the loops look
+them up that way; every other child has a name derived from its session's and is looked up by it.
 """
 
 from __future__ import annotations
@@ -21,28 +22,23 @@ from controller.kube import (
 from controller.names import child_selector
 from controller.watchers import transforms
 from controller.watchers.cache import KindSpec
+from controller.watchers.informer import Transform
 from controller.watchers.store import strip_managed_fields
 
 MANAGED = child_selector()
 BY_SESSION = {transforms.BY_SESSION: transforms.session_of}
 
 SESSION_SPEC = KindSpec(SESSIONS, transform=strip_managed_fields)
-JOB_SPEC = KindSpec(JOBS, label_selector=MANAGED, transform=transforms.job, indexers=BY_SESSION)
+JOB_SPEC = KindSpec(JOBS, label_selector=MANAGED, transform=transforms.job)
 POD_SPEC = KindSpec(PODS, label_selector=MANAGED, transform=transforms.pod, indexers=BY_SESSION)
 
 
-def _metadata_spec(resource: Resource) -> KindSpec:
+def _metadata_spec(resource: Resource, transform: Transform = transforms.owned_child) -> KindSpec:
     """A child the loops read only by metadata: listed and watched as PartialObjectMetadata."""
-    return KindSpec(
-        resource,
-        label_selector=MANAGED,
-        transform=transforms.metadata_only,
-        metadata_only=True,
-        indexers=BY_SESSION,
-    )
+    return KindSpec(resource, label_selector=MANAGED, transform=transform, metadata_only=True)
 
 
-SECRET_SPEC = _metadata_spec(SECRETS)
+SECRET_SPEC = _metadata_spec(SECRETS, transforms.token_secret)
 SERVICE_SPEC = _metadata_spec(SERVICES)
 PVC_SPEC = _metadata_spec(PVCS)
 SERVICE_ACCOUNT_SPEC = _metadata_spec(SERVICE_ACCOUNTS)

@@ -12,21 +12,11 @@ from typing import Any
 from controller.names import ANNOTATION_SESSION_NAME, LABEL_COMPONENT
 from controller.watchers.store import controller_owner_name
 
-_KEPT_METADATA = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "labels",
-    "annotations",
-    "ownerReferences",
-)
-# The labels the loops read of a child: which component it is, and a runner pod's Job. The rest
-# (the session label, and the job-name/controller-uid labels the Job controller adds to its pods) only
-# select objects, which the server does.
-_KEPT_LABELS = (LABEL_COMPONENT, "job-name")
+# Identity and ownership: what the loops read of every child.
+_IDENTITY = ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+# The labels the loops read of a pod: which component it is, and a runner pod's Job. The rest (the
+# session label, the labels the Job controller adds) only select objects, which the server does.
+_KEPT_POD_LABELS = (LABEL_COMPONENT, "job-name")
 # The annotations the loops read of a child are all the operator's own.
 _KEPT_ANNOTATION_PREFIX = "ambient-code.io/"
 # What the loops read of an owner reference: which session or Job controls the child.
@@ -47,31 +37,66 @@ def _pick_each(items: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:
     return [_pick(item, keys) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
-def trim_metadata(obj: dict[str, Any]) -> dict[str, Any]:
-    """A child's metadata as the loops read it: identity, ownership, and the operator's own marks."""
+def trim_metadata(
+    obj: dict[str, Any], *, labels: tuple[str, ...] = (), annotations: bool = False, created: bool = False
+) -> dict[str, Any]:
+    """A child's identity and owners, plus the named labels, the operator's annotations, its age."""
     meta = obj.get("metadata") or {}
-    kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
-    labels = _pick(kept.pop("labels", None), _KEPT_LABELS)
-    if labels:
-        kept["labels"] = labels
-    annotations = kept.pop("annotations", None)
-    if isinstance(annotations, dict):
-        ours = {k: v for k, v in annotations.items() if k.startswith(_KEPT_ANNOTATION_PREFIX)}
+    kept = _pick(meta, _IDENTITY)
+    if created and "creationTimestamp" in meta:
+        kept["creationTimestamp"] = meta["creationTimestamp"]
+    picked = _pick(meta.get("labels"), labels)
+    if picked:
+        kept["labels"] = picked
+    found = meta.get("annotations")
+    if annotations and isinstance(found, dict):
+        ours = {k: v for k, v in found.items() if k.startswith(_KEPT_ANNOTATION_PREFIX)}
         if ours:
             kept["annotations"] = ours
-    if "ownerReferences" in kept:
-        kept["ownerReferences"] = _pick_each(kept["ownerReferences"], _KEPT_OWNER_REFERENCE)
+    refs = _pick_each(meta.get("ownerReferences"), _KEPT_OWNER_REFERENCE)
+    if refs:
+        kept["ownerReferences"] = refs
     return kept
 
 
-def metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": trim_metadata(obj)}
+def _child(obj: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """apiVersion and kind are kept when present (items of a LIST of a built-in kind carry neither)."""
+    slim = _pick(obj, ("apiVersion", "kind"))
+    slim["metadata"] = metadata
+    return slim
+
+
+def _container_state(status: Any) -> dict[str, Any]:
+    """A container's name and state: since when it runs, why it waits, or how it ended."""
+    state = status.get("state") if isinstance(status, dict) else None
+    kept: dict[str, Any] = {}
+    if isinstance(state, dict):
+        if "running" in state:
+            kept["running"] = _pick(state["running"], ("startedAt",))
+        if "waiting" in state:
+            kept["waiting"] = _pick(state["waiting"], ("reason", "message"))
+        if "terminated" in state:
+            kept["terminated"] = _pick(state["terminated"], ("exitCode", "reason", "message"))
+    return {"name": status.get("name"), "state": kept} if isinstance(status, dict) else {}
+
+
+def owned_child(obj: dict[str, Any]) -> dict[str, Any]:
+    """A PVC, ServiceAccount, Role, RoleBinding or Service: the loops ask only if it exists and is ours."""
+    return _child(obj, trim_metadata(obj))
+
+
+def token_secret(obj: dict[str, Any]) -> dict[str, Any]:
+    """A token Secret: ownership and the refresh annotations. Its data (the tokens) is never kept."""
+    return _child(obj, trim_metadata(obj, annotations=True))
 
 
 def pod(obj: dict[str, Any]) -> dict[str, Any]:
-    """A pod as the loops read it: phase, conditions and each container's state (not its image or IDs)."""
-    slim = metadata_only(obj)
-    slim["spec"] = _pick(obj.get("spec"), ("nodeName", "restartPolicy"))
+    """A pod as the loops read it: phase, conditions and each container's state (not its image or IDs).
+
+    Its owner is its Job, so its session is known by the operator's session-name annotation.
+    """
+    slim = _child(obj, trim_metadata(obj, labels=_KEPT_POD_LABELS, annotations=True, created=True))
+    slim["spec"] = _pick(obj.get("spec"), ("nodeName",))
     status = obj.get("status")
     if isinstance(status, dict):
         kept = _pick(status, ("phase", "reason", "message"))
@@ -81,18 +106,18 @@ def pod(obj: dict[str, Any]) -> dict[str, Any]:
                 [x for x in conditions if isinstance(x, dict) and x.get("type") in _KEPT_POD_CONDITIONS],
                 _KEPT_CONDITION,
             )
-        if "containerStatuses" in status:
-            kept["containerStatuses"] = _pick_each(status["containerStatuses"], ("name", "state"))
+        statuses = status.get("containerStatuses")
+        if isinstance(statuses, list):
+            kept["containerStatuses"] = [_container_state(x) for x in statuses if isinstance(x, dict)]
         slim["status"] = kept
     return slim
 
 
 def job(obj: dict[str, Any]) -> dict[str, Any]:
     """A Job as the loops read it: its conditions decide the runner's end."""
-    slim = metadata_only(obj)
-    slim["spec"] = _pick(
-        obj.get("spec"), ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished")
-    )
+    slim = _child(obj, trim_metadata(obj))
+    spec = ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished")
+    slim["spec"] = _pick(obj.get("spec"), spec)
     status = obj.get("status")
     if isinstance(status, dict):
         slim["status"] = {"conditions": _pick_each(status.get("conditions"), _KEPT_CONDITION)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller import conditions as c
@@ -15,10 +15,10 @@ from tests.e2e.framework_support import CONFIGMAPS
 
 THREADS = 4
 INCREMENTS = 25
-Mutation = Callable[[JSON], JSON]
+Mutation = Callable[[Mapping[str, Any]], JSON]
 
 
-def counter(obj: JSON) -> int:
+def counter(obj: Mapping[str, Any]) -> int:
     return int((obj.get("data") or {}).get("n", "0"))
 
 
@@ -88,7 +88,7 @@ def waiting_once(barrier: threading.Barrier, mutate: Mutation) -> Mutation:
     """`mutate`, whose first call waits at `barrier`; retries read afresh and do not wait."""
     waited = threading.Event()
 
-    def first_waits(obj: JSON) -> JSON:
+    def first_waits(obj: Mapping[str, Any]) -> JSON:
         if not waited.is_set():
             waited.set()
             barrier.wait()
@@ -106,7 +106,7 @@ def test_retry_on_conflict_loses_no_increment(kube: Kube, namespace: str) -> Non
     # Every thread's first increment starts from the same read, so conflicts are certain.
     first_read = threading.Barrier(THREADS, timeout=60)
 
-    def increment(obj: JSON) -> JSON:
+    def increment(obj: Mapping[str, Any]) -> JSON:
         with lock:
             attempts[0] += 1
         return {"data": {"n": str(counter(obj) + 1)}}

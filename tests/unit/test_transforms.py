@@ -47,8 +47,8 @@ def token_secret() -> dict[str, Any]:
     }
 
 
-def test_metadata_only_secret_never_keeps_tokens() -> None:
-    slim = transforms.metadata_only(token_secret())
+def test_token_secret_never_keeps_tokens() -> None:
+    slim = transforms.token_secret(token_secret())
     assert set(slim) == {"apiVersion", "kind", "metadata"}
     assert "data" not in slim and "stringData" not in slim
     assert "managedFields" not in slim["metadata"]
@@ -58,6 +58,7 @@ def test_metadata_only_secret_never_keeps_tokens() -> None:
     ]
     assert slim["metadata"]["name"] == "ambient-runner-token-s1"
     assert slim["metadata"]["resourceVersion"] == "77"
+    assert "labels" not in slim["metadata"]
     dumped = json.dumps(slim)
     assert TOKEN not in dumped
     assert "c2VjcmV0" not in dumped
@@ -99,7 +100,7 @@ def runner_pod() -> dict[str, Any]:
 def test_pod_keeps_status_and_node_but_not_containers() -> None:
     original = runner_pod()
     slim = transforms.pod(original)
-    assert slim["spec"] == {"nodeName": "worker-1", "restartPolicy": "Never"}
+    assert slim["spec"] == {"nodeName": "worker-1"}
     assert slim["status"] == original["status"]
     assert "INITIAL_PROMPT" not in json.dumps(slim)
 
@@ -162,7 +163,21 @@ def test_pod_keeps_only_the_conditions_and_container_fields_the_loops_read() -> 
                 "imageID": "sha256:abc",
                 "restartCount": 0,
                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": "back-off"}},
-            }
+            },
+            {
+                "name": "sidecar",
+                "containerID": "containerd://1",
+                "state": {
+                    "terminated": {
+                        "exitCode": 137,
+                        "reason": "OOMKilled",
+                        "message": "",
+                        "startedAt": "2026-11-20T10:00:00Z",
+                        "finishedAt": "2026-11-20T10:05:00Z",
+                    }
+                },
+            },
+            {"name": "proxy", "state": {"running": {"startedAt": "2026-11-20T10:00:00Z"}}},
         ],
     }
     slim = transforms.pod(original)
@@ -176,7 +191,12 @@ def test_pod_keeps_only_the_conditions_and_container_fields_the_loops_read() -> 
             {
                 "name": "ambient-code-runner",
                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": "back-off"}},
-            }
+            },
+            {
+                "name": "sidecar",
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "message": ""}},
+            },
+            {"name": "proxy", "state": {"running": {"startedAt": "2026-11-20T10:00:00Z"}}},
         ],
     }
 
@@ -208,11 +228,29 @@ def test_child_metadata_keeps_the_labels_annotations_and_owner_fields_the_loops_
     }
 
 
-def test_child_metadata_without_labels_or_our_annotations_has_neither() -> None:
-    meta = transforms.metadata_only(
-        {"metadata": {"name": "c", "labels": {"other": "x"}, "annotations": {"other/a": "b"}}}
-    )["metadata"]
-    assert meta == {"name": "c"}
+def test_owned_child_keeps_identity_and_owners_only() -> None:
+    original = token_secret()
+    original["metadata"]["creationTimestamp"] = "2026-11-20T10:00:00Z"
+    original["metadata"]["deletionTimestamp"] = "2026-11-20T11:00:00Z"
+    assert transforms.owned_child(original) == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "ambient-runner-token-s1",
+            "namespace": "team-a",
+            "uid": "uid-secret",
+            "resourceVersion": "77",
+            "deletionTimestamp": "2026-11-20T11:00:00Z",
+            "ownerReferences": [
+                {"kind": "AgenticSession", "name": "s1", "uid": "uid-s1", "controller": True}
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize("transform", [transforms.owned_child, transforms.token_secret, transforms.job])
+def test_children_owned_by_a_session_are_still_found_by_session(transform: Any) -> None:
+    assert transforms.session_of(transform(token_secret())) == ["team-a/s1"]
 
 
 def child(
