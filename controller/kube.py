@@ -194,6 +194,11 @@ class Listing:
         self._closed = False
 
     @property
+    def fields(self) -> JSON:
+        """The list's keys other than items (kind, apiVersion, metadata), once it has been read."""
+        return self._decoder.fields
+
+    @property
     def metadata(self) -> JSON:
         meta = self._decoder.fields.get("metadata")
         return meta if isinstance(meta, dict) else {}
@@ -363,23 +368,20 @@ class Kube:
         timeout: float | None = None,
         metadata_only: bool = False,
     ) -> JSON:
-        """A LIST; with `metadata_only` the server sends each object's metadata only."""
-        query = {
-            "labelSelector": label_selector or None,
-            "fieldSelector": field_selector or None,
-            "resourceVersion": resource_version,
-            "limit": limit,
-            "continue": continue_token,
-        }
-        return self.request(
-            "GET",
-            res.path(namespace),
-            verb="list",
-            resource=res.plural,
-            query=query,
-            timeout=timeout or 120.0,
-            accept=METADATA_LIST if metadata_only else "application/json",
+        """A LIST as one dict; with `metadata_only` the server sends each object's metadata only."""
+        listing = self.stream_list(
+            res,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            resource_version=resource_version,
+            limit=limit,
+            continue_token=continue_token,
+            timeout=timeout,
+            metadata_only=metadata_only,
         )
+        items = builtins.list(listing)
+        return {**listing.fields, "items": items}
 
     def stream_list(
         self,
@@ -387,6 +389,7 @@ class Kube:
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         resource_version: str | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
@@ -396,6 +399,7 @@ class Kube:
         """A LIST whose items are decoded one at a time as they arrive (see list_decoder)."""
         query = {
             "labelSelector": label_selector or None,
+            "fieldSelector": field_selector or None,
             "resourceVersion": resource_version,
             "limit": limit,
             "continue": continue_token,

@@ -105,20 +105,13 @@ class ListDecoder:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         text = self._text
-        text.take("{")
-        text.skip_whitespace()
-        if text.buffer[text.pos : text.pos + 1] == "}":
-            text.pos += 1
-            return
-        while True:
+        for _ in self._members("{", "}"):
             key = text.value()
             text.take(":")
             if key == "items":
                 yield from self._items()
             else:
                 self.fields[str(key)] = text.value()
-            if text.take(",}") == "}":
-                return
 
     def _items(self) -> Iterator[dict[str, Any]]:
         text = self._text
@@ -127,15 +120,21 @@ class ListDecoder:
             if text.value() is not None:
                 raise ValueError("list items are neither an array nor null")
             return
-        text.take("[")
-        text.skip_whitespace()
-        if text.buffer[text.pos : text.pos + 1] == "]":
-            text.pos += 1
-            return
-        while True:
+        for _ in self._members("[", "]"):
             item = text.value()
             if not isinstance(item, dict):
                 raise ValueError(f"list item is a {type(item).__name__}, not an object")
             yield item
-            if text.take(",]") == "]":
+
+    def _members(self, opening: str, closing: str) -> Iterator[None]:
+        """Stops at each member of an object or element of an array, for the caller to read it."""
+        text = self._text
+        text.take(opening)
+        text.skip_whitespace()
+        if text.buffer[text.pos : text.pos + 1] == closing:
+            text.pos += 1
+            return
+        while True:
+            yield
+            if text.take("," + closing) == closing:
                 return
