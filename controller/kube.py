@@ -154,6 +154,7 @@ class WatchStream:
     def __init__(self, response: urllib3.BaseHTTPResponse):
         self._response = response
         self._closed = False
+        self._ended = False
         self.bytes_seen_at = time.monotonic()
 
     def __iter__(self) -> Iterator[tuple[str, JSON]]:
@@ -170,17 +171,23 @@ class WatchStream:
             if buffer.strip():
                 event = json.loads(buffer)
                 yield str(event.get("type", "")), event.get("object") or {}
+            self._ended = True
         finally:
             self.close()
 
     def close(self) -> None:
+        """A stream the server ended returns its connection to the pool; any other is shut down."""
         if self._closed:
             return
         self._closed = True
+        if self._ended:
+            self._response.release_conn()
+            return
         # Closing a dead socket may fail in many ways; it is closed either way.
         with contextlib.suppress(Exception):
             self._response.shutdown()
-        self._response.release_conn()
+        with contextlib.suppress(Exception):
+            self._response.close()
 
 
 class Listing:

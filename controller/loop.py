@@ -35,6 +35,13 @@ class Loop:
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Event()
         metrics.init_controller(name, workers)
+        # Labelled children looked up once: a lookup takes the metric's lock, and every worker of
+        # every loop would otherwise take it several times per reconcile.
+        self._results = {result: metrics.reconcile_total.labels(name, result) for result in metrics.RESULTS}
+        self._reconcile_time = metrics.reconcile_time_seconds.labels(name)
+        self._errors = metrics.reconcile_errors_total.labels(name)
+        self._terminal_errors = metrics.terminal_reconcile_errors_total.labels(name)
+        self._panics = metrics.reconcile_panics_total.labels(name)
 
     def enqueue(self, key: Key) -> None:
         self.queue.add(key)
@@ -96,22 +103,22 @@ class Loop:
                 outcome = self._apply_result(key, result)
             except TerminalError as exc:
                 outcome = "error"
-                metrics.terminal_reconcile_errors_total.labels(self.name).inc()
-                metrics.reconcile_errors_total.labels(self.name).inc()
+                self._terminal_errors.inc()
+                self._errors.inc()
                 self.queue.forget(key)
                 log.error("reconcile failed permanently: %s", exc)
             except Exception as exc:
                 outcome = "error"
-                metrics.reconcile_errors_total.labels(self.name).inc()
+                self._errors.inc()
                 if not _is_expected(exc):
-                    metrics.reconcile_panics_total.labels(self.name).inc()
+                    self._panics.inc()
                     log.exception("reconcile panicked")
                 else:
                     log.warning("reconcile failed, will retry: %s", exc)
                 self.queue.add_rate_limited(key)
             finally:
-                metrics.reconcile_total.labels(self.name, outcome).inc()
-                metrics.reconcile_time_seconds.labels(self.name).observe(time.monotonic() - started)
+                self._results[outcome].inc()
+                self._reconcile_time.observe(time.monotonic() - started)
                 span.set_attribute("result", outcome)
                 log.debug("reconciled: %s in %.1fms", outcome, (time.monotonic() - started) * 1000)
 

@@ -55,6 +55,10 @@ class ItemExponentialFailureRateLimiter:
         return min(delay, self._max_delay)
 
     def forget(self, item: Hashable) -> None:
+        # Most reconciles succeed with no failure on record: skip the lock. A key's failures are
+        # only recorded by the worker holding that key, so none can appear between check and pop.
+        if item not in self._failures:
+            return
         with self._lock:
             self._failures.pop(item, None)
 

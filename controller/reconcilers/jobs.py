@@ -105,6 +105,10 @@ def reconcile(ctx: Context, monitors: JobMonitors, key: Key) -> Result:
     ):
         return Result.done()
 
+    if job is not None and (job_condition is None or not job_condition.is_true):
+        # The sessions loop records the Job it created in the same status write that starts
+        # Creating; runner observations come after that write, which brings us back here.
+        return Result.done()
     started = conditions.get(c.RUNNER_STARTED)
     was_running = started is not None and started.is_true
     now = datetime.datetime.now(datetime.UTC)

@@ -198,8 +198,10 @@ class Informer:
         listed: dict[str, str] = {}
         deltas = self.store.replace(self.namespace, self._listed_items(cause == "initial", listed))
         self.resource_version = listed["resourceVersion"]
-        self.synced.set()
+        # Synced once handlers have had the list: a namespace informer's handler starts the
+        # namespace's own informers, and the caches must not look synced before those exist.
         self._dispatch_all(deltas)
+        self.synced.set()
 
     def _listed_items(self, first: bool, listed: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Every item of the LIST, trimmed as it is decoded, so the untrimmed list never exists at once.
