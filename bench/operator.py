@@ -42,7 +42,7 @@ def free_port() -> int:
 class Workers:
     """Concurrent reconciles per loop, passed to the operator as --workers-<loop>."""
 
-    sessions: int = 4
+    sessions: int = 8
     jobs: int = 4
     token_secrets: int = 2
     temp_content: int = 2

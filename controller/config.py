@@ -51,7 +51,11 @@ class OperatorConfig:
     lease_duration: float = _opt("LEASE_DURATION", "Seconds a non-renewed lease stays valid.", 15.0)
     renew_deadline: float = _opt("RENEW_DEADLINE", "Seconds the leader keeps trying to renew.", 10.0)
     retry_period: float = _opt("RETRY_PERIOD", "Seconds between leader election attempts.", 2.0)
-    workers_sessions: int = _opt("WORKERS_SESSIONS", "Concurrent reconciles of the sessions loop.", 4)
+    workers_sessions: int = _opt(
+        "WORKERS_SESSIONS",
+        "Concurrent reconciles of the sessions loop (the one that creates a new session's objects).",
+        8,
+    )
     workers_jobs: int = _opt("WORKERS_JOBS", "Concurrent reconciles of the runner jobs loop.", 4)
     workers_temp_content: int = _opt(
         "WORKERS_TEMP_CONTENT", "Concurrent reconciles of the temp content pods loop.", 2

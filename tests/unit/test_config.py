@@ -32,7 +32,7 @@ def test_defaults() -> None:
     assert parsed.metrics_bind_address == ":8080"
     assert parsed.health_probe_bind_address == ":8081"
     assert parsed.leader_elect is False
-    assert parsed.workers("sessions") == 4
+    assert parsed.workers("sessions") == 8
     assert parsed.workers("token-secrets") == 2
 
 
