@@ -148,6 +148,21 @@ def load_api_client(kubeconfig: str = "") -> k8s_client.ApiClient:
     return k8s_client.ApiClient(configuration)
 
 
+def _let_go(response: urllib3.BaseHTTPResponse, read_to_end: bool) -> None:
+    """A response read to its end returns its connection to the pool; any other is closed.
+
+    Unread bytes would be taken for the next response on that connection, and a cut stream's socket
+    may be dead: closing it may fail in many ways, and it is closed either way.
+    """
+    if read_to_end:
+        response.release_conn()
+        return
+    with contextlib.suppress(Exception):
+        response.shutdown()
+    with contextlib.suppress(Exception):
+        response.close()
+
+
 class WatchStream:
     """One open watch: iterate for (type, object) pairs; `close()` may be called from any thread."""
 
@@ -176,18 +191,10 @@ class WatchStream:
             self.close()
 
     def close(self) -> None:
-        """A stream the server ended returns its connection to the pool; any other is shut down."""
         if self._closed:
             return
         self._closed = True
-        if self._ended:
-            self._response.release_conn()
-            return
-        # Closing a dead socket may fail in many ways; it is closed either way.
-        with contextlib.suppress(Exception):
-            self._response.shutdown()
-        with contextlib.suppress(Exception):
-            self._response.close()
+        _let_go(self._response, read_to_end=self._ended)
 
 
 class Listing:
@@ -218,14 +225,11 @@ class Listing:
             self.close()
 
     def close(self) -> None:
-        """Ends the span; a connection read to the end goes back to the pool, any other is closed."""
         if self._closed:
             return
         self._closed = True
         self._span.end()
-        if not self._finished:
-            self._response.close()
-        self._response.release_conn()
+        _let_go(self._response, read_to_end=self._finished)
 
 
 class Kube:
@@ -362,31 +366,9 @@ class Kube:
     def get(self, res: Resource, namespace: str | None, name: str, subresource: str | None = None) -> JSON:
         return self.request("GET", res.path(namespace, name, subresource), verb="get", resource=res.plural)
 
-    def list(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-        timeout: float | None = None,
-        metadata_only: bool = False,
-    ) -> JSON:
-        """A LIST as one dict; with `metadata_only` the server sends each object's metadata only."""
-        listing = self.stream_list(
-            res,
-            namespace,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            resource_version=resource_version,
-            limit=limit,
-            continue_token=continue_token,
-            timeout=timeout,
-            metadata_only=metadata_only,
-        )
+    def list(self, res: Resource, namespace: str | None = None, **options: Any) -> JSON:
+        """A LIST as one dict; takes stream_list's options (selectors, metadata_only, paging)."""
+        listing = self.stream_list(res, namespace, **options)
         items = builtins.list(listing)
         return {**listing.fields, "items": items}
 

@@ -105,6 +105,15 @@ def test_pod_keeps_status_and_node_but_not_containers() -> None:
     assert "INITIAL_PROMPT" not in json.dumps(slim)
 
 
+FAILURE_TARGET = {
+    "type": "FailureTarget",
+    "status": "True",
+    "reason": "DeadlineExceeded",
+    "message": "Job was active longer than specified deadline",
+    "lastTransitionTime": "2026-11-20T11:00:00Z",
+}
+
+
 def test_job_drops_template() -> None:
     original: dict[str, Any] = {
         "apiVersion": "batch/v1",
@@ -119,31 +128,12 @@ def test_job_drops_template() -> None:
         "status": {
             "active": 1,
             "startTime": "2026-11-20T10:00:00Z",
-            "conditions": [
-                {
-                    "type": "FailureTarget",
-                    "status": "True",
-                    "reason": "DeadlineExceeded",
-                    "message": "Job was active longer than specified deadline",
-                    "lastTransitionTime": "2026-11-20T11:00:00Z",
-                    "lastProbeTime": "2026-11-20T11:00:00Z",
-                }
-            ],
+            "conditions": [{**FAILURE_TARGET, "lastProbeTime": "2026-11-20T11:00:00Z"}],
         },
     }
     slim = transforms.job(original)
     assert slim["spec"] == {"backoffLimit": 0, "activeDeadlineSeconds": 3660, "ttlSecondsAfterFinished": 60}
-    assert slim["status"] == {
-        "conditions": [
-            {
-                "type": "FailureTarget",
-                "status": "True",
-                "reason": "DeadlineExceeded",
-                "message": "Job was active longer than specified deadline",
-                "lastTransitionTime": "2026-11-20T11:00:00Z",
-            }
-        ]
-    }
+    assert slim["status"] == {"conditions": [FAILURE_TARGET]}
 
 
 def test_pod_keeps_only_the_conditions_and_container_fields_the_loops_read() -> None:
