@@ -51,13 +51,13 @@ What is measured (see `python -m bench --help` for every parameter):
    Running statuses are written by the benchmark script rather than by the operator, to save time.
    The operator is started twice over them: the first start must find nothing to write, the second
    is the measured cold start. Most of the run is spent waiting for kube-controller-manager to bind
-   a PV to every workspace claim and to create every runner pod, so expect an hour or more.
+   a PV to every workspace claim and to create every runner pod: about 20 to 30 minutes on 2 cores.
 
 The time to `Running` includes work that is not the operator's: kube-controller-manager creates each
-runner pod and provisions a PV for each workspace claim (on the local control plane with its default
-client rate limit of 20 requests/s), the scheduler places a pod only once its claim is bound, and
-kwok starts it. The row "Where the time to Running goes" splits the path per session, and "Burst
-throughput to Job created" compares the operator's own part with the limit.
+runner pod and provisions a PV for each workspace claim, the scheduler places a pod only once its
+claim is bound (the local StorageClass binds on first consumer, as kind's does), and kwok starts it.
+The row "Where the time to Running goes" splits the path per session, and "Burst throughput to Job
+created" compares the operator's own part with the limit.
 
 Runner pods ask for 10m CPU and 32Mi so that a large burst fits the kwok nodes; the benchmark adds
 kwok nodes when the existing ones cannot hold N more pods, and deletes them afterwards.
@@ -68,6 +68,10 @@ To reproduce a section, run its command from the repository root, or:
 make bench BENCH_ARGS="--sessions 1000 --namespaces 10"
 make bench BENCH_ARGS="--scale-only --sessions 10000"
 ```
+
+Two micro-benchmarks explain the figures: `python -m bench.decode` (below) compares decoders, and
+`python -m bench.cache_size` feeds real LIST bodies through the informer's path (streamed decoding,
+the kind's transform, the store) and counts with tracemalloc the bytes each kind keeps per object.
 """
 
 
