@@ -1,6 +1,6 @@
 """Provisioning, a step of the sessions loop: a session's workspace, identity, token and runner.
 
-Each child is created only when the cache does not show it (ensure_child); a same-named object that
+Each child is created only when the cache does not show it (ensure_children); a same-named object that
 is not ours stops provisioning with NameConflict. The runner token is issued here, just before the
 runner Job that mounts it, so that a new session costs one reconcile and one status write; the
 token secrets loop keeps it fresh from then on.
@@ -99,7 +99,7 @@ class Child:
     """A child to ensure: where the cache keeps it, its name, and how to build it if it is missing."""
 
     kind: str
-    cache: KindCache | None
+    cache: KindCache
     resource: Resource
     name: str
     build: Callable[[], dict[str, Any]]
