@@ -42,11 +42,7 @@ def ensure_crd(kube: Kube, timeout: float = 60.0) -> None:
     """Installs the AgenticSession CRD from manifests/ when missing and waits until it is served."""
     manifest: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
     name = manifest["metadata"]["name"]
-    try:
-        kube.get(CRDS, None, name)
-    except ApiError as exc:
-        if not exc.not_found:
-            raise
+    if kube.get_or_none(CRDS, None, name) is None:
         kube.create(CRDS, None, manifest)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -117,13 +113,7 @@ def wait_for_leftovers(kube: Kube, timeout: float, say: Callable[[str], None]) -
 
 
 def _exists(kube: Kube, resource: Resource, name: str) -> bool:
-    try:
-        kube.get(resource, None, name)
-        return True
-    except ApiError as exc:
-        if exc.not_found:
-            return False
-        raise
+    return kube.get_or_none(resource, None, name) is not None
 
 
 def _node_usable(node: dict[str, Any]) -> bool:

@@ -366,6 +366,17 @@ class Kube:
     def get(self, res: Resource, namespace: str | None, name: str, subresource: str | None = None) -> JSON:
         return self.request("GET", res.path(namespace, name, subresource), verb="get", resource=res.plural)
 
+    def get_or_none(
+        self, res: Resource, namespace: str | None, name: str, subresource: str | None = None
+    ) -> JSON | None:
+        """The object, or None when it does not exist; any other failure raises."""
+        try:
+            return self.get(res, namespace, name, subresource)
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+
     def list(self, res: Resource, namespace: str | None = None, **options: Any) -> JSON:
         """A LIST as one dict; takes stream_list's options (selectors, metadata_only, paging)."""
         listing = self.stream_list(res, namespace, **options)

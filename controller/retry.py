@@ -83,12 +83,10 @@ def patch_with_retry(
         if number == 1 and cached is not None:
             current = cached
         else:
-            try:
-                current = kube.get(resource, namespace, name)
-            except ApiError as exc:
-                if exc.not_found:
-                    return None
-                raise
+            fresh = kube.get_or_none(resource, namespace, name)
+            if fresh is None:
+                return None
+            current = fresh
         patch = mutate(current)
         if not patch:
             return None

@@ -15,7 +15,7 @@ from typing import Any
 
 from controller import conditions as c
 from controller.events import WARNING
-from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, ApiError, Resource
+from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, Resource
 from controller.names import (
     ANNOTATION_FORCE_EXECUTE_PROMPT,
     runner_job_name,
@@ -70,14 +70,7 @@ def _parent_workspace(ctx: Context, session: Mapping[str, Any], parent: str) -> 
     namespace = session["metadata"]["namespace"]
     claim = build.workspace_claim_name(session)
     found = ctx.caches.pvcs.get(namespace, claim) is not None
-    if not found:
-        try:
-            ctx.kube.get(PVCS, namespace, claim)
-            found = True
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-    if found:
+    if found or ctx.kube.get_or_none(PVCS, namespace, claim) is not None:
         return None, f"reusing the workspace {claim} of parent session {parent}"
     message = (
         f"continuation of session {parent!r} needs its workspace PVC {claim!r}, which does not "

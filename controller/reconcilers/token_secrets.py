@@ -197,11 +197,7 @@ def issue(ctx: Context, session: Mapping[str, Any], run: str, known_missing: boo
         now = datetime.datetime.now(datetime.UTC)
         current: dict[str, Any] | None = None
         if not (known_missing and number == 1):
-            try:
-                current = ctx.kube.get(SECRETS, namespace, secret_name)
-            except ApiError as exc:
-                if not exc.not_found:
-                    raise
+            current = ctx.kube.get_or_none(SECRETS, namespace, secret_name)
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         if current is None:
             manifest = build_token_secret(

@@ -48,14 +48,12 @@ def crd(kube: Kube) -> dict[str, Any]:
     """Installs (or updates) the AgenticSession CRD from manifests/ and waits until it is served."""
     manifest: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
     name = manifest["metadata"]["name"]
-    try:
-        current = kube.get(CRDS, None, name)
+    current = kube.get_or_none(CRDS, None, name)
+    if current is None:
+        kube.create(CRDS, None, manifest)
+    else:
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         kube.replace(CRDS, None, name, manifest)
-    except ApiError as exc:
-        if not exc.not_found:
-            raise
-        kube.create(CRDS, None, manifest)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = kube.get(CRDS, None, name).get("status") or {}
@@ -133,12 +131,7 @@ def wait_session(
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        try:
-            last = kube.get(SESSIONS, namespace, name)
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            last = {}
+        last = kube.get_or_none(SESSIONS, namespace, name) or {}
         if last and predicate(last):
             return last
         time.sleep(0.25)
@@ -179,23 +172,13 @@ def wait_event(kube: Kube, namespace: str, name: str, reason: str, timeout: floa
 
 
 def exists(kube: Kube, resource: Resource, namespace: str | None, name: str) -> bool:
-    try:
-        kube.get(resource, namespace, name)
-        return True
-    except ApiError as exc:
-        if exc.not_found:
-            return False
-        raise
+    return kube.get_or_none(resource, namespace, name) is not None
 
 
 def gone_or_going(kube: Kube, resource: Resource, namespace: str | None, name: str) -> bool:
     """Deleted, or marked for deletion (garbage collection and finalizers finish on their own)."""
-    try:
-        return bool(kube.get(resource, namespace, name)["metadata"].get("deletionTimestamp"))
-    except ApiError as exc:
-        if exc.not_found:
-            return True
-        raise
+    found = kube.get_or_none(resource, namespace, name)
+    return found is None or bool(found["metadata"].get("deletionTimestamp"))
 
 
 def session_phases(kube: Kube, namespace: str) -> dict[str, int]:
