@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agentic-operator: invalid configuration: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_format, config.log_level)
+    # `kill -USR1` prints every thread's stack to stderr and carries on: the way to see where a
+    # stuck operator waits without stopping it (Go's SIGQUIT dump, minus the exit).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     tracing.setup()
     from controller.operator import build
 

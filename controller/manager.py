@@ -27,6 +27,8 @@ from controller.watchers.informer import WatchSettings
 log = logging.getLogger("controller.manager")
 
 CACHE_SYNC_TIMEOUT = 120.0
+# How long a signal handed to another thread may wait for the main thread (see run()).
+SIGNAL_CHECK_INTERVAL = 0.5
 
 
 @dataclass
@@ -159,8 +161,18 @@ class Manager:
             self.elector.start()
         else:
             threading.Thread(target=self._start_loops, name="start-loops", daemon=True).start()
-        self.stop_event.wait()
+        self.wait_for_stop()
         return self.shutdown()
+
+    def wait_for_stop(self) -> None:
+        """Blocks the main thread until SIGTERM, SIGINT or a lost lease.
+
+        Not a bare wait(): the kernel may deliver SIGTERM to any of the process's threads, and
+        Python runs the handler only in the main thread, when it next executes bytecode. Blocked
+        without a timeout, the main thread would never get there and the signal would be ignored.
+        """
+        while not self.stop_event.wait(SIGNAL_CHECK_INTERVAL):
+            pass
 
     def shutdown(self) -> int:
         deadline = time.monotonic() + self.config.shutdown_timeout

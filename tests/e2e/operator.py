@@ -146,12 +146,25 @@ class OperatorProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def terminate(self, timeout: float = 45.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM and wait; returns the exit code.
+
+        An operator still running after `timeout` is asked for its threads' stacks (SIGUSR1), then
+        killed, and the failure carries the log with that dump: where it waited is the finding.
+        """
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(2.0)
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(
+                f"operator still running {timeout:.0f}s after SIGTERM; log tail with thread stacks:\n"
+                f"{self.log_tail(400)}"
+            ) from None
         finally:
             self._log.close()
 
