@@ -23,8 +23,6 @@ T = TypeVar("T", bound=Hashable)
 
 # client-go's delaying queue heartbeat: the waiting loop never sleeps longer than this.
 MAX_WAIT_SECONDS = 10.0
-# client-go's defaultUnfinishedWorkUpdatePeriod.
-UNFINISHED_WORK_UPDATE_PERIOD = 0.5
 
 
 class WorkQueue(Generic[T]):
@@ -33,8 +31,12 @@ class WorkQueue(Generic[T]):
     A key is *dirty* from the moment it is added until a worker takes it; it is *processing* from
     ``get`` until ``done``. Adding a dirty key is a no-op, and adding a processing key only marks it
     dirty so that ``done`` puts it back: this is what guarantees one in-flight reconcile per key.
-    A single daemon thread per queue moves delayed keys into the queue when they are due and keeps
-    the stuck-worker gauges fresh.
+    A single daemon thread per queue moves delayed keys into the queue when they are due.
+
+    The gauges (depth, busy workers, unfinished work) are read from the queue when metrics are
+    scraped, not pushed on every change: a value computed under the queue's lock and published
+    after it could land after a newer one and stay wrong until the next change, which for an idle
+    queue is never. Reading on scrape is exact and costs the workers nothing.
     """
 
     def __init__(
@@ -64,32 +66,33 @@ class WorkQueue(Generic[T]):
         self._start_times: dict[T, float] = {}
         self._shutting_down = False
 
-        self._depth = metrics.workqueue_depth.labels(name, name, "")
         self._adds = metrics.workqueue_adds_total.labels(name, name)
         self._queue_duration = metrics.workqueue_queue_duration_seconds.labels(name, name)
         self._work_duration = metrics.workqueue_work_duration_seconds.labels(name, name)
-        self._unfinished_work = metrics.workqueue_unfinished_work_seconds.labels(name, name)
-        self._longest_running = metrics.workqueue_longest_running_processor_seconds.labels(name, name)
         self._retries = metrics.workqueue_retries_total.labels(name, name)
-        self._active = metrics.active_workers.labels(name)
-        self._depth.set(0)
-        self._unfinished_work.set(0)
-        self._longest_running.set(0)
+        # len() of a set is atomic: no lock needed to read these two.
+        metrics.workqueue_depth.labels(name, name, "").set_function(lambda: len(self._dirty))
+        metrics.active_workers.labels(name).set_function(lambda: len(self._processing))
+        metrics.workqueue_unfinished_work_seconds.labels(name, name).set_function(
+            lambda: self._in_flight_ages()[0]
+        )
+        metrics.workqueue_longest_running_processor_seconds.labels(name, name).set_function(
+            lambda: self._in_flight_ages()[1]
+        )
 
         self._delayer = threading.Thread(target=self._run_delayer, name=f"workqueue-{name}", daemon=True)
         self._delayer.start()
 
-    # Metrics are published after the queue's lock is released: every worker passes through this
-    # lock several times per reconcile, and each metric update takes a lock of its own. Holding one
-    # while taking the other makes workers queue up behind a holder the interpreter has paused.
+    # Counters and histograms are updated after the queue's lock is released: every worker passes
+    # through this lock several times per reconcile, and each metric update takes a lock of its own.
+    # Holding one while taking the other makes workers queue up behind a holder the interpreter has
+    # paused. Unlike a gauge's value, an increment or an observation is right in any order.
 
     def add(self, item: T) -> None:
         with self._lock:
             added = self._add_locked(item)
-            depth = len(self._dirty)
         if added:
             self._adds.inc()
-            self._depth.set(depth)
 
     def get(self, timeout: float | None = None) -> T | None:
         """Block until a key is available and mark it processing.
@@ -112,17 +115,11 @@ class WorkQueue(Generic[T]):
             item = self._queue.popleft()
             now = self._clock()
             added_at = self._add_times.pop(item, None)
-            was_idle = not self._processing
             self._processing.add(item)
             self._start_times[item] = now
             self._dirty.discard(item)
-            depth, active = len(self._dirty), len(self._processing)
-            if was_idle:
-                self._wake_delayer.notify()
         if added_at is not None:
             self._queue_duration.observe(max(0.0, now - added_at))
-        self._depth.set(depth)
-        self._active.set(active)
         return item
 
     def done(self, item: T) -> None:
@@ -136,15 +133,10 @@ class WorkQueue(Generic[T]):
             if item in self._dirty:
                 self._queue.append(item)
                 self._item_ready.notify()
-            active = len(self._processing)
-            if not active:
+            if not self._processing:
                 self._drained.notify_all()
         if started_at is not None:
             self._work_duration.observe(max(0.0, finished_at - started_at))
-        self._active.set(active)
-        if not active:
-            self._unfinished_work.set(0)
-            self._longest_running.set(0)
 
     def add_after(self, item: T, delay: float) -> None:
         """Add the key once ``delay`` seconds have passed; an earlier pending time for it is kept."""
@@ -238,9 +230,6 @@ class WorkQueue(Generic[T]):
                 next_ready = self._release_due_locked(now)
                 if next_ready is not None:
                     timeout = min(timeout, next_ready - now)
-                if self._processing:
-                    self._publish_unfinished_locked(now)
-                    timeout = min(timeout, UNFINISHED_WORK_UPDATE_PERIOD)
                 self._wake_delayer.wait(timeout)
 
     def _release_due_locked(self, now: float) -> float | None:
@@ -256,15 +245,11 @@ class WorkQueue(Generic[T]):
             del self._waiting[item]
             if self._add_locked(item):
                 self._adds.inc()
-                self._depth.set(len(self._dirty))
         return None
 
-    def _publish_unfinished_locked(self, now: float) -> None:
-        total = 0.0
-        longest = 0.0
-        for started_at in self._start_times.values():
-            age = max(0.0, now - started_at)
-            total += age
-            longest = max(longest, age)
-        self._unfinished_work.set(total)
-        self._longest_running.set(longest)
+    def _in_flight_ages(self) -> tuple[float, float]:
+        """Seconds that in-flight keys have been processing: the sum, and the longest."""
+        with self._lock:
+            now = self._clock()
+            ages = [max(0.0, now - started_at) for started_at in self._start_times.values()]
+        return sum(ages), max(ages, default=0.0)

@@ -45,7 +45,9 @@ class KindCache:
         self.handlers: builtins.list[Handler] = []
         self._informers: dict[str | None, Informer] = {}
         self._lock = threading.Lock()
-        self._gauge = metrics.cached_objects.labels(spec.resource.kind)
+        # Read on scrape: informers of several namespaces change the store concurrently, and a
+        # count pushed by each could land out of order.
+        metrics.cached_objects.labels(spec.resource.kind).set_function(lambda: len(self.store))
 
     @property
     def kind(self) -> str:
@@ -54,9 +56,6 @@ class KindCache:
     def add_handler(self, handler: Handler) -> None:
         self.handlers.append(handler)
         dispatch_existing(self.store, handler)
-
-    def _count(self) -> None:
-        self._gauge.set(len(self.store))
 
     def start_namespace(self, namespace: str | None) -> None:
         with self._lock:
@@ -71,7 +70,6 @@ class KindCache:
                 transform=self.spec.transform,
                 handlers=self.handlers,
                 settings=self.settings,
-                on_change=self._count,
                 metadata_only=self.spec.metadata_only,
             )
             self._informers[namespace] = informer
@@ -85,7 +83,6 @@ class KindCache:
         informer.stop()
         if namespace is not None:
             self.store.drop_namespace(namespace)
-        self._count()
 
     def stop(self) -> None:
         with self._lock:

@@ -78,7 +78,6 @@ class Informer:
         transform: Transform | None = None,
         handlers: list[Handler] | None = None,
         settings: WatchSettings | None = None,
-        on_change: Callable[[], None] | None = None,
         metadata_only: bool = False,
     ):
         self.kube = kube
@@ -89,7 +88,6 @@ class Informer:
         self.transform = transform
         self.handlers = handlers if handlers is not None else []
         self.settings = settings or WatchSettings()
-        self.on_change = on_change
         self.metadata_only = metadata_only
         self._event_counters: dict[str, Any] = {}
         self.synced = threading.Event()
@@ -287,8 +285,6 @@ class Informer:
             self._dispatch_all([delta])
 
     def _dispatch_all(self, deltas: list[Delta]) -> None:
-        if self.on_change is not None and deltas:
-            self.on_change()
         for delta in deltas:
             for handler in self.handlers:
                 try:

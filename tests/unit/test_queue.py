@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 import uuid
@@ -343,3 +344,64 @@ def test_unfinished_work_gauges_track_in_flight_items(make_queue: QueueFactory) 
     queue.done(key("b"))
     assert sample("workqueue_unfinished_work_seconds", queue) == 0
     assert sample("workqueue_longest_running_processor_seconds", queue) == 0
+
+
+def test_gauges_read_zero_once_concurrent_workers_have_emptied_the_queue(make_queue: QueueFactory) -> None:
+    """Producers and workers race on the queue; once it is empty and idle, so are its gauges.
+
+    Gauges pushed after the queue's lock was released could land out of order and keep a stale
+    depth or busy-worker count on an idle queue indefinitely (seen as a benchmark that waited for
+    an idle operator forever). Scrapes run alongside, as Prometheus's would.
+    """
+    keys = [key(f"k{i}") for i in range(400)]
+    interval = sys.getswitchinterval()
+    # Switch threads as often as the interpreter can, so that the interleavings actually happen.
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(ROUNDS):
+            queue = make_queue()
+            race_producers_workers_and_scrapes(queue, keys)
+            assert sample("workqueue_depth", queue, priority="") == 0
+            assert (
+                REGISTRY.get_sample_value("controller_runtime_active_workers", {"controller": queue.name})
+                == 0
+            )
+            assert sample("workqueue_unfinished_work_seconds", queue) == 0
+            assert sample("workqueue_longest_running_processor_seconds", queue) == 0
+    finally:
+        sys.setswitchinterval(interval)
+
+
+ROUNDS = 5
+
+
+def race_producers_workers_and_scrapes(queue: WorkQueue[Key], keys: list[Key]) -> None:
+    done = threading.Event()
+
+    def produce() -> None:
+        for _ in range(5):
+            for k in keys:
+                queue.add(k)
+
+    def work() -> None:
+        while not done.is_set():
+            item = queue.get(timeout=0.05)
+            if item is not None:
+                queue.done(item)
+
+    def scrape() -> None:
+        while not done.is_set():
+            sample("workqueue_depth", queue, priority="")
+
+    producers = [threading.Thread(target=produce) for _ in range(4)]
+    others = [threading.Thread(target=work) for _ in range(8)] + [threading.Thread(target=scrape)]
+    for thread in producers + others:
+        thread.start()
+    for thread in producers:
+        thread.join()
+    try:
+        assert wait_until(lambda: len(queue) == 0 and queue.processing_count() == 0)
+    finally:
+        done.set()
+        for thread in others:
+            thread.join()
