@@ -157,6 +157,11 @@ def _let_go(response: urllib3.BaseHTTPResponse, read_to_end: bool) -> None:
     if read_to_end:
         response.release_conn()
         return
+    # Detached from its pool first: the reader of a cut stream, in urllib3's own clean-up, would
+    # otherwise hand the closed connection back, and with more open watches than the pool holds
+    # each of them is logged as "Connection pool is full" when the operator stops.
+    with contextlib.suppress(Exception):
+        response._pool = None  # type: ignore[attr-defined]
     with contextlib.suppress(Exception):
         response.shutdown()
     with contextlib.suppress(Exception):
