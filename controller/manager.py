@@ -27,7 +27,7 @@ from controller.watchers.informer import WatchSettings
 log = logging.getLogger("controller.manager")
 
 CACHE_SYNC_TIMEOUT = 120.0
-# How long a signal handed to another thread may wait for the main thread (see run()).
+# How long a signal handed to another thread may wait for the main thread (see wait_for_stop).
 SIGNAL_CHECK_INTERVAL = 0.5
 
 
