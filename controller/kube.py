@@ -168,13 +168,31 @@ def _let_go(response: urllib3.BaseHTTPResponse, read_to_end: bool) -> None:
         response.close()
 
 
-class WatchStream:
-    """One open watch: iterate for (type, object) pairs; `close()` may be called from any thread."""
+class _StreamedBody:
+    """A response whose body one thread reads as a stream; `close()` may be called from any thread."""
 
     def __init__(self, response: urllib3.BaseHTTPResponse):
         self._response = response
+        self._read_to_end = False
         self._closed = False
-        self._ended = False
+
+    def close(self) -> None:
+        """Lets go of the response once (see _let_go); later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._on_close()
+        _let_go(self._response, read_to_end=self._read_to_end)
+
+    def _on_close(self) -> None:
+        """Whatever else ends with the stream."""
+
+
+class WatchStream(_StreamedBody):
+    """One open watch: iterate for (type, object) pairs."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse):
+        super().__init__(response)
         self.bytes_seen_at = time.monotonic()
 
     def __iter__(self) -> Iterator[tuple[str, JSON]]:
@@ -191,26 +209,18 @@ class WatchStream:
             if buffer.strip():
                 event = json.loads(buffer)
                 yield str(event.get("type", "")), event.get("object") or {}
-            self._ended = True
+            self._read_to_end = True
         finally:
             self.close()
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        _let_go(self._response, read_to_end=self._ended)
 
-
-class Listing:
+class Listing(_StreamedBody):
     """One streamed LIST: iterate once for its items, then read `metadata` (resourceVersion, continue)."""
 
     def __init__(self, response: urllib3.BaseHTTPResponse, span: trace.Span):
-        self._response = response
+        super().__init__(response)
         self._span = span
         self._decoder = ListDecoder(response.stream(LIST_CHUNK, decode_content=True))
-        self._finished = False
-        self._closed = False
 
     @property
     def fields(self) -> JSON:
@@ -225,16 +235,12 @@ class Listing:
     def __iter__(self) -> Iterator[JSON]:
         try:
             yield from self._decoder
-            self._finished = True
+            self._read_to_end = True
         finally:
             self.close()
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _on_close(self) -> None:
         self._span.end()
-        _let_go(self._response, read_to_end=self._finished)
 
 
 class Kube:
