@@ -45,6 +45,10 @@ def _to(loops: Iterable[Loop]) -> Callable[[Delta], None]:
     return handler
 
 
+# Seconds the loops wait, at start, for the models manifest's first LIST.
+MODELS_SYNC_TIMEOUT = 30.0
+
+
 def enqueue_all(loop: Loop, keys: Iterable[Key]) -> None:
     for key in keys:
         loop.enqueue(key)
@@ -76,7 +80,7 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
             manager.settings,
             on_change=lambda: enqueue_all(session_loop, waiting_for_model(caches.sessions)),
         )
-        manager.on_leading.append(watched.start)
+        manager.on_leading.append(lambda: watched.start(MODELS_SYNC_TIMEOUT))
         manager.on_shutdown.append(watched.stop)
         models = watched
     ctx = Context(config=config, kube=kube, recorder=recorder, caches=caches, models=models)

@@ -161,10 +161,17 @@ class ConfigMapModels:
         with self._lock:
             return self._keeper.current
 
-    def start(self) -> None:
+    def start(self, sync_timeout: float = 0.0) -> None:
+        """Starts the watch and waits up to `sync_timeout` seconds for its first LIST.
+
+        Started before the loops, the wait spares sessions a needless ManifestNotLoaded round at
+        every operator start; past it, they wait for the manifest and are enqueued when it comes.
+        """
         self.informer.start()
         self._waiter = threading.Thread(target=self._after_sync, name="models-manifest-sync", daemon=True)
         self._waiter.start()
+        if sync_timeout > 0 and self.informer.synced.wait(sync_timeout):
+            self._waiter.join(sync_timeout)
 
     def stop(self, _timeout: float = 0.0) -> None:
         self.informer.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ import pytest
 from controller import conditions as c
 from controller.config import OperatorConfig
 from controller.platform import models as m
-from controller.platform.models_source import FileModels
+from controller.platform.models_source import ConfigMapModels, FileModels
 from controller.reconcilers.model_gate import session_runtime, waiting_for_model
 from controller.reconcilers.runner_job import RUNNER_CONTAINER, build_runner_job
+from controller.watchers.store import Delta
 
 MANIFEST = {
     "version": 2,
@@ -381,3 +383,39 @@ def test_waiting_for_model_lists_only_held_sessions() -> None:
         ]
     )
     assert waiting_for_model(sessions) == [("ns", "a"), ("ns", "d")]  # type: ignore[arg-type]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str]] = []
+
+    def record(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        self.events.append((str(obj.get("kind")), event_type, reason, message))
+
+
+def _configmap(text: str | None, version: str, name: str = m.CONFIGMAP_NAME) -> dict[str, Any]:
+    data = {} if text is None else {m.CONFIGMAP_KEY: text}
+    return {"metadata": {"name": name, "namespace": "ops", "resourceVersion": version}, "data": data}
+
+
+def test_configmap_source_parses_once_per_change_and_keeps_last_good() -> None:
+    recorder, changes = _Recorder(), []
+    source = ConfigMapModels(None, "ops", recorder, on_change=lambda: changes.append(1))  # type: ignore[arg-type]
+    assert source.state().known is m.Known.NOT_LOADED
+    source._on_delta(Delta("ADDED", None, _configmap("{", "1")))
+    assert source.state().known is m.Known.INVALID and "not valid JSON" in source.state().detail
+    source._on_delta(Delta("MODIFIED", None, _configmap(json.dumps(MANIFEST), "2")))
+    assert source.state().index == INDEX
+    source._on_delta(Delta("MODIFIED", None, _configmap('{"models": 1}', "3")))
+    assert source.state().index == INDEX, "a malformed edit keeps the last good manifest"
+    assert recorder.events[-1][:3] == ("ConfigMap", "Warning", "ModelsManifestInvalid")
+    assert "last good version stays in use" in recorder.events[-1][3]
+    source._on_delta(Delta("MODIFIED", None, _configmap('{"models": 1}', "3")))
+    assert len(recorder.events) == 2, "the same version is not parsed again"
+    source._on_delta(Delta("ADDED", None, _configmap("{", "9", name="other")))
+    assert len(recorder.events) == 2 and source.state().index == INDEX
+    source._on_delta(Delta("MODIFIED", None, _configmap(None, "4")))
+    assert source.state().known is m.Known.ABSENT
+    source._on_delta(Delta("DELETED", _configmap(None, "4"), None))
+    assert source.state().known is m.Known.ABSENT
+    assert len(changes) == 6
