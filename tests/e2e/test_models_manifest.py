@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from controller.kube import JOBS, SESSIONS, Kube, Resource
@@ -25,32 +26,8 @@ from tests.e2e.conftest import (
 )
 
 CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap")
-MANIFEST: dict[str, Any] = {
-    "version": 2,
-    "defaultModel": "claude-sonnet-4-6",
-    "providerDefaults": {"anthropic": "claude-sonnet-4-6", "google": "gemini-2.5-flash"},
-    "models": [
-        {
-            "id": "claude-sonnet-4-6",
-            "vertexId": "claude-sonnet-4-6@default",
-            "provider": "anthropic",
-            "available": True,
-        },
-        {
-            "id": "claude-opus-4-6",
-            "vertexId": "claude-opus-4-6@default",
-            "provider": "anthropic",
-            "available": True,
-        },
-        {"id": "claude-opus-4-7", "provider": "anthropic", "available": False},
-        {
-            "id": "gemini-2.5-flash",
-            "vertexId": "gemini-2.5-flash@default",
-            "provider": "google",
-            "available": True,
-        },
-    ],
-}
+# A manifest in the platform's format (a few of its real entries, and one without a vertexId).
+MANIFEST: dict[str, Any] = json.loads((Path(__file__).parents[1] / "models_manifest.json").read_text())
 
 
 def _put_manifest(kube: Kube, namespace: str, text: str) -> None:

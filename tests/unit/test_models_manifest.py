@@ -18,38 +18,8 @@ from controller.reconcilers.model_gate import session_runtime, waiting_for_model
 from controller.reconcilers.runner_job import RUNNER_CONTAINER, build_runner_job
 from controller.watchers.store import Delta
 
-MANIFEST = {
-    "version": 2,
-    "defaultModel": "claude-sonnet-4-6",
-    "providerDefaults": {"anthropic": "claude-sonnet-4-6", "google": "gemini-2.5-flash"},
-    "models": [
-        {
-            "id": "claude-sonnet-4-6",
-            "vertexId": "claude-sonnet-4-6@default",
-            "provider": "anthropic",
-            "available": True,
-        },
-        {
-            "id": "claude-opus-4-6",
-            "vertexId": "claude-opus-4-6@default",
-            "provider": "anthropic",
-            "available": True,
-        },
-        {
-            "id": "claude-opus-4-7",
-            "vertexId": "claude-opus-4-7@default",
-            "provider": "anthropic",
-            "available": False,
-        },
-        {"id": "claude-haiku-novertex", "provider": "anthropic", "available": True},
-        {
-            "id": "gemini-2.5-flash",
-            "vertexId": "gemini-2.5-flash@default",
-            "provider": "google",
-            "available": True,
-        },
-    ],
-}
+# A manifest in the platform's format (a few of its real entries, and one without a vertexId).
+MANIFEST: dict[str, Any] = json.loads((Path(__file__).parents[1] / "models_manifest.json").read_text())
 INDEX = m.parse_manifest(json.dumps(MANIFEST))
 LOADED = m.ManifestState.loaded(INDEX)
 # Google has no default: no providerDefaults entry, and defaultModel is an Anthropic model.
