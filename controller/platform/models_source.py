@@ -265,6 +265,8 @@ class FileModels:
                 error = self._keeper.update(text)
                 if error is not None:
                     log.warning(
-                        "models manifest %s is malformed (%s); keeping the last good one", self.path, error
+                        "models manifest %s is malformed (%s); the last good version, if any, stays in use",
+                        self.path,
+                        error,
                     )
             return self._keeper.current
