@@ -30,6 +30,7 @@ from controller.reconcilers import children as build
 from controller.reconcilers import token_secrets
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, Ensured, cached_child, create_child, owned_by
+from controller.reconcilers.model_gate import WAITING_FOR_MODEL, ModelGate, check_model
 from controller.reconcilers.runner_job import build_runner_job
 from controller.status import StatusDraft
 from controller.watchers.cache import KindCache
@@ -189,6 +190,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
     job_state: tuple[str, str, str]
     created_job = False
     token: token_secrets.TokenState | None = None
+    model: ModelGate | None = None
     result = Result.done()
     if job is not None:
         stop_here = _conflict(
@@ -219,6 +221,9 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         )
     elif ctx.expectations.pending("Job", namespace, job_name):
         return Result.after(1.0)
+    elif not (model := check_model(ctx, session)).ok:
+        job_state = (c.FALSE, WAITING_FOR_MODEL, model.resolution.message)
+        result = model.retry
     elif not (token := token_secrets.ensure_for_runner(ctx, session)).ready:
         job_state = (
             c.FALSE,
@@ -244,6 +249,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         else:
             reason, message = "Created", f"runner Job {job_name} created"
         manifest, warnings = build_runner_job(session, ctx.config, is_resume(session))
+        manifest = model.apply(manifest)
         # The Service is created with the Job; the check below then finds it.
         job_and_service: list[Callable[[], Any]] = [
             functools.partial(create_child, ctx, JOBS, manifest, uid),
@@ -272,6 +278,8 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
                 c.SECRETS_READY, c.TRUE if token.ready else c.FALSE, token.reason, token.message
             )
         draft.set_condition(c.JOB_CREATED, *job_state)
+        if model is not None:
+            model.describe(draft, job_state[0] == c.TRUE)
         if job_state[0] == c.TRUE:
             draft.set("observedGeneration", draft.generation)
 
