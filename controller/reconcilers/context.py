@@ -37,6 +37,9 @@ class Caches:
     service_accounts: KindCache
     roles: KindCache
     role_bindings: KindCache
+    # The projects loop's caches; None in a build without it (unit tests of the session loops).
+    project_settings: KindCache | None = None
+    project_objects: Mapping[str, KindCache] = field(default_factory=dict)
 
 
 class Expectations:

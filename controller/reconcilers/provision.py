@@ -31,6 +31,7 @@ from controller.reconcilers import token_secrets
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, Ensured, cached_child, create_child, owned_by
 from controller.reconcilers.runner_job import build_runner_job
+from controller.reconcilers.runner_state import job_finished
 from controller.status import StatusDraft
 from controller.watchers.cache import KindCache
 
@@ -130,6 +131,17 @@ def is_resume(session: Mapping[str, Any]) -> bool:
     return isinstance(count, int) and count > 0
 
 
+def _previous_run(job: Mapping[str, Any], recorded: c.Condition | None) -> bool:
+    """A finished (or going) Job that this run has not recorded as its own is a previous run's.
+
+    The sessions loop records JobCreated=True in the write that follows the Job's creation, and a
+    restart forgets every condition, so only a Job of an earlier run can be finished unrecorded.
+    """
+    if recorded is not None and recorded.is_true:
+        return False
+    return job_finished(job) or bool((job.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
     meta = session["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
@@ -190,6 +202,12 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
     created_job = False
     token: token_secrets.TokenState | None = None
     result = Result.done()
+    if job is not None and owned_by(job, uid) and _previous_run(job, previous):
+        # A Job kept by --job-ttl-after-finished belongs to the run before a restart: adopting it
+        # would end the new run at once. It goes, and the new run gets a Job of its own.
+        if not (job.get("metadata") or {}).get("deletionTimestamp"):
+            ctx.kube.delete_ignore_missing(JOBS, namespace, job_name, propagation="Background")
+        return Result.after(1.0)
     if job is not None:
         stop_here = _conflict(
             ctx,
