@@ -230,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the operator",
         description="Run the operator. Every flag can also be set by the environment variable shown.",
     )
+    sub.add_parser(
+        "session-trigger",
+        help="create or restart a scheduled session, as a scheduled session's CronJob does",
+        description="Create, restart or follow up the session of a schedule, then exit (0: done, "
+        "1: not done, one line on stderr says why). Configured by the environment only, as the "
+        "platform's CronJobs set it: SESSION_TEMPLATE, PROJECT_NAMESPACE, SCHEDULED_SESSION_NAME, "
+        "REUSE_LAST_SESSION, BACKEND_NAMESPACE; outside a pod also KUBECONFIG, BACKEND_API_URL "
+        "and SERVICE_ACCOUNT_TOKEN_FILE. See the README, Scheduled sessions.",
+    )
     for f in dataclasses.fields(OperatorConfig):
         env = f.metadata["env"]
         shown = ",".join(f.default) if isinstance(f.default, tuple) else f.default
