@@ -91,7 +91,7 @@ def wanted_group_access(settings: Mapping[str, Any]) -> dict[str, tuple[str, str
     """binding name -> (group, role) for every well-formed spec.groupAccess entry."""
     entries = (settings.get("spec") or {}).get("groupAccess")
     wanted: dict[str, tuple[str, str]] = {}
-    for entry in entries if isinstance(entries, list) else ():
+    for entry in entries if isinstance(entries, list | tuple) else ():
         if not isinstance(entry, Mapping):
             continue
         group, role = entry.get("groupName"), entry.get("role")
