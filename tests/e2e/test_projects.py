@@ -81,6 +81,7 @@ def test_labelled_namespace_is_set_up_and_released(
     policy = wait_for(
         lambda: _get(kube, NETWORK_POLICIES, namespace, POLICY_NAME), 20, message="NetworkPolicy"
     )
+    assert policy is not None
     rule = policy["spec"]["ingress"][0]
     assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "platform"}
     assert rule["ports"] == [{"protocol": "TCP", "port": 8001}]
@@ -108,11 +109,12 @@ def test_labelled_namespace_is_set_up_and_released(
     assert _get(kube, ROLE_BINDINGS, namespace, "ops-view") is not None
 
     # A hand edit of the policy is undone.
+    wanted_ingress = policy["spec"]["ingress"]
     kube.patch(NETWORK_POLICIES, namespace, POLICY_NAME, {"spec": {"ingress": [{"ports": [{"port": 9999}]}]}})
     wait_for(
         lambda: (
             (_get(kube, NETWORK_POLICIES, namespace, POLICY_NAME) or {}).get("spec", {}).get("ingress")
-            == policy["spec"]["ingress"]
+            == wanted_ingress
         ),
         20,
         message="NetworkPolicy put back in shape",

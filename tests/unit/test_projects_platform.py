@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.platform import inactivity
 from controller.platform import network_policy as policy
@@ -132,3 +134,46 @@ def test_idle_clock() -> None:
     stale = _session(startTime="2026-01-01T11:55:00Z", lastActivityTime="2026-01-01T09:00:00Z")
     assert inactivity.seconds_left(stale, timeout, NOW) == (300.0, 3300.0)
     assert inactivity.seconds_left(active, inactivity.Timeout(0, "off"), NOW) is None
+
+
+def test_project_settings_crd_is_the_platforms() -> None:
+    path = (
+        Path(__file__).resolve().parents[2] / "manifests" / "crd" / "projectsettings.vteam.ambient-code.yaml"
+    )
+    crd = yaml.safe_load(path.read_text())
+    spec = crd["spec"]
+    assert crd["metadata"]["name"] == "projectsettings.vteam.ambient-code"
+    assert (spec["group"], spec["scope"]) == ("vteam.ambient-code", "Namespaced")
+    assert spec["names"] == {
+        "plural": "projectsettings",
+        "singular": "projectsetting",
+        "kind": "ProjectSettings",
+        "shortNames": ["ps"],
+    }
+    (version,) = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    schema = version["schema"]["openAPIV3Schema"]
+    assert schema["x-kubernetes-validations"][0]["rule"] == "self.metadata.name == 'projectsettings'"
+    props = schema["properties"]["spec"]["properties"]
+    assert schema["properties"]["spec"]["required"] == ["groupAccess"]
+    assert props["groupAccess"]["items"]["properties"]["role"]["enum"] == ["admin", "edit", "view"]
+    assert props["inactivityTimeoutSeconds"] == {
+        **props["inactivityTimeoutSeconds"],
+        "minimum": 0,
+        "default": 86400,
+    }
+    assert set(props) >= {
+        "groupAccess",
+        "runnerSecretsName",
+        "repositories",
+        "inactivityTimeoutSeconds",
+        "mcpServers",
+    }
+    assert set(schema["properties"]["status"]["properties"]) == {
+        "groupBindingsCreated",
+        "scheduledSessionRBACReady",
+        "limitRangeReady",
+    }
+    kustomization = yaml.safe_load((path.parent / "kustomization.yaml").read_text())
+    assert path.name in kustomization["resources"]
