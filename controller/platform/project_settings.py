@@ -102,12 +102,20 @@ def wanted_group_access(settings: Mapping[str, Any]) -> dict[str, tuple[str, str
 
 def group_binding(settings: Mapping[str, Any], group: str, role: str) -> dict[str, Any]:
     """No ownerReference, as on the platform: deleting ProjectSettings does not revoke access."""
+    return _role_binding(
+        _meta(settings, group_binding_name(group, role), COMPONENT_GROUP_ACCESS, owned=False),
+        ("ClusterRole", cluster_role_for(role)),
+        {"kind": "Group", "name": group, "apiGroup": RBAC_API},
+    )
+
+
+def _role_binding(metadata: dict[str, Any], role: tuple[str, str], subject: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC_API}/v1",
         "kind": "RoleBinding",
-        "metadata": _meta(settings, group_binding_name(group, role), COMPONENT_GROUP_ACCESS, owned=False),
-        "roleRef": {"apiGroup": RBAC_API, "kind": "ClusterRole", "name": cluster_role_for(role)},
-        "subjects": [{"kind": "Group", "name": group, "apiGroup": RBAC_API}],
+        "metadata": metadata,
+        "roleRef": {"apiGroup": RBAC_API, "kind": role[0], "name": role[1]},
+        "subjects": [subject],
     }
 
 
@@ -138,13 +146,11 @@ def trigger_role(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def trigger_role_binding(settings: Mapping[str, Any]) -> dict[str, Any]:
     namespace = (settings.get("metadata") or {}).get("namespace")
-    return {
-        "apiVersion": f"{RBAC_API}/v1",
-        "kind": "RoleBinding",
-        "metadata": _meta(settings, TRIGGER_NAME, COMPONENT_SESSION_TRIGGER),
-        "roleRef": {"apiGroup": RBAC_API, "kind": "Role", "name": TRIGGER_NAME},
-        "subjects": [{"kind": "ServiceAccount", "name": TRIGGER_NAME, "namespace": namespace}],
-    }
+    return _role_binding(
+        _meta(settings, TRIGGER_NAME, COMPONENT_SESSION_TRIGGER),
+        ("Role", TRIGGER_NAME),
+        {"kind": "ServiceAccount", "name": TRIGGER_NAME, "namespace": namespace},
+    )
 
 
 # -- default limits --------------------------------------------------------------------------------

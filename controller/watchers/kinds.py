@@ -49,8 +49,8 @@ ROLE_BINDING_SPEC = _metadata_spec(ROLE_BINDINGS)
 
 
 # The projects loop: ProjectSettings (whole objects: the loop reads spec and status), and the
-# objects it makes, label-selected by component. Bindings, Roles and NetworkPolicies are cached
-# whole, because the loop puts their rules, subjects and spec back in shape.
+# objects it makes, label-selected by component: a handful per namespace, cached whole, because
+# the loop puts their labels, rules, subjects and spec back in shape.
 PROJECT_SETTINGS_SPEC = KindSpec(PROJECT_SETTINGS)
 PROJECT_OBJECTS = (
     f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT} in "
@@ -59,11 +59,7 @@ PROJECT_OBJECTS = (
 PROJECT_OBJECT_SPECS = {
     "rolebindings": KindSpec(ROLE_BINDINGS, label_selector=PROJECT_OBJECTS),
     "roles": KindSpec(ROLES, label_selector=PROJECT_OBJECTS),
-    "serviceaccounts": KindSpec(
-        SERVICE_ACCOUNTS, label_selector=PROJECT_OBJECTS, transform=transforms.owned_child, metadata_only=True
-    ),
-    "limitranges": KindSpec(
-        LIMIT_RANGES, label_selector=PROJECT_OBJECTS, transform=transforms.owned_child, metadata_only=True
-    ),
+    "serviceaccounts": KindSpec(SERVICE_ACCOUNTS, label_selector=PROJECT_OBJECTS),
+    "limitranges": KindSpec(LIMIT_RANGES, label_selector=PROJECT_OBJECTS),
     "networkpolicies": KindSpec(NETWORK_POLICIES, label_selector=PROJECT_OBJECTS),
 }
