@@ -192,7 +192,6 @@ def _ensure_binding(ctx: Context, cached: Mapping[str, Any] | None, manifest: di
 
 def _ensure_owned(
     ctx: Context,
-    settings: Mapping[str, Any],
     resource: Resource,
     cache_name: str,
     manifest: dict[str, Any],
@@ -217,16 +216,13 @@ def _ensure_owned(
     drifted = {f: manifest[f] for f in fields if thaw(cached.get(f)) != manifest[f]}
     if drifted or not ps.is_ours(cached, meta["labels"][LABEL_COMPONENT]):
         ctx.kube.patch(resource, namespace, name, {"metadata": {"labels": meta["labels"]}, **drifted})
-    del settings
 
 
 def ensure_trigger_rbac(ctx: Context, settings: Mapping[str, Any]) -> bool:
     try:
-        _ensure_owned(ctx, settings, SERVICE_ACCOUNTS, ACCOUNTS, ps.trigger_service_account(settings))
-        _ensure_owned(ctx, settings, ROLES, RBAC_ROLES, ps.trigger_role(settings), ("rules",))
-        _ensure_owned(
-            ctx, settings, ROLE_BINDINGS, RBAC_BINDINGS, ps.trigger_role_binding(settings), ("subjects",)
-        )
+        _ensure_owned(ctx, SERVICE_ACCOUNTS, ACCOUNTS, ps.trigger_service_account(settings))
+        _ensure_owned(ctx, ROLES, RBAC_ROLES, ps.trigger_role(settings), ("rules",))
+        _ensure_owned(ctx, ROLE_BINDINGS, RBAC_BINDINGS, ps.trigger_role_binding(settings), ("subjects",))
         return True
     except ApiError as exc:
         ctx.recorder.record(
@@ -241,7 +237,7 @@ def ensure_trigger_rbac(ctx: Context, settings: Mapping[str, Any]) -> bool:
 
 def ensure_limit_range(ctx: Context, settings: Mapping[str, Any]) -> bool:
     try:
-        _ensure_owned(ctx, settings, ps.LIMIT_RANGES, LIMITS, ps.limit_range(settings))
+        _ensure_owned(ctx, ps.LIMIT_RANGES, LIMITS, ps.limit_range(settings))
         return True
     except ApiError as exc:
         ctx.recorder.record(
@@ -302,6 +298,8 @@ def ensure_network_policy(ctx: Context, namespace: str) -> str:
             if cached is not None
             else ctx.kube.get(NETWORK_POLICIES, namespace, policy.POLICY_NAME)
         )
+        if policy.in_shape(current, backend, port):
+            return ""  # made by us moments ago; the cache had not shown it yet
         meta = current.setdefault("metadata", {})
         meta["labels"] = {**(meta.get("labels") or {}), **manifest["metadata"]["labels"]}
         current["spec"] = manifest["spec"]
