@@ -37,6 +37,8 @@ from controller.watchers.cache import KindCache
 
 LOOP = "sessions"
 JOB_RECREATED = "Recreated"
+# On a runner Job: the session's run (status.restartCount) it was made for.
+ANNOTATION_RUN = "ambient-code.io/run"
 WAIT_RETRY = 5.0
 
 
@@ -131,14 +133,25 @@ def is_resume(session: Mapping[str, Any]) -> bool:
     return isinstance(count, int) and count > 0
 
 
-def _previous_run(job: Mapping[str, Any], recorded: c.Condition | None) -> bool:
-    """A finished (or going) Job that this run has not recorded as its own is a previous run's.
+def run_number(session: Mapping[str, Any]) -> str:
+    """Which run of the session this is (status.restartCount), as recorded on its runner Job."""
+    count = (session.get("status") or {}).get("restartCount")
+    return str(count if isinstance(count, int) else 0)
 
-    The sessions loop records JobCreated=True in the write that follows the Job's creation, and a
-    restart forgets every condition, so only a Job of an earlier run can be finished unrecorded.
+
+def _previous_run(session: Mapping[str, Any], job: Mapping[str, Any], recorded: c.Condition | None) -> bool:
+    """A Job that this run has not recorded as its own, made for an earlier run.
+
+    The run is read from the Job's annotation; a Job from before the annotation existed counts as
+    an earlier run's once it has finished (or is going). The Job controller may mark the Job
+    Complete only after the session has already ended and been restarted, so the annotation, not
+    the Job's state, is what tells.
     """
     if recorded is not None and recorded.is_true:
         return False
+    run = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RUN)
+    if run is not None:
+        return bool(run != run_number(session))
     return job_finished(job) or bool((job.get("metadata") or {}).get("deletionTimestamp"))
 
 
@@ -202,7 +215,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
     created_job = False
     token: token_secrets.TokenState | None = None
     result = Result.done()
-    if job is not None and owned_by(job, uid) and _previous_run(job, previous):
+    if job is not None and owned_by(job, uid) and _previous_run(session, job, previous):
         # A Job kept by --job-ttl-after-finished belongs to the run before a restart: adopting it
         # would end the new run at once. It goes, and the new run gets a Job of its own.
         if not (job.get("metadata") or {}).get("deletionTimestamp"):
@@ -262,6 +275,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         else:
             reason, message = "Created", f"runner Job {job_name} created"
         manifest, warnings = build_runner_job(session, ctx.config, is_resume(session))
+        manifest["metadata"].setdefault("annotations", {})[ANNOTATION_RUN] = run_number(session)
         # The Service is created with the Job; the check below then finds it.
         job_and_service: list[Callable[[], Any]] = [
             functools.partial(create_child, ctx, JOBS, manifest, uid),
