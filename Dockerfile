@@ -51,8 +51,12 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 
 # Same numeric user as the Deployment's securityContext (runAsUser/runAsGroup 65532), with no
 # entry in /etc/passwd needed. The root filesystem can be mounted read-only: only /tmp is written.
+# /app/operator answers the platform's command lines unchanged: `./operator session-trigger`
+# (scheduled sessions' CronJobs) and `./operator run ...`.
+COPY --chmod=0755 image/operator /app/operator
+
 USER 65532:65532
-WORKDIR /tmp
+WORKDIR /app
 
 ENTRYPOINT ["agentic-operator"]
 CMD ["run"]

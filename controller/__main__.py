@@ -1,4 +1,4 @@
-"""`python -m controller run` / `agentic-operator run`."""
+"""`python -m controller run|session-trigger` / `agentic-operator run|session-trigger`."""
 
 from __future__ import annotations
 
@@ -19,8 +19,13 @@ from controller.kube import Kube, load_api_client  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = config_module.build_parser().parse_args(argv)
+    if args.command == "session-trigger":
+        from controller import trigger
+
+        return trigger.main()
     try:
-        config = config_module.parse(argv)
+        config = config_module.config_from(args)
     except ValueError as exc:
         print(f"agentic-operator: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-LOOPS = ("sessions", "jobs", "temp-content", "token-secrets")
+LOOPS = ("sessions", "jobs", "temp-content", "token-secrets", "projects")
 MANAGED_NAMESPACE_LABEL = "ambient-code.io/managed"
 
 
@@ -62,6 +62,9 @@ class OperatorConfig:
     )
     workers_token_secrets: int = _opt(
         "WORKERS_TOKEN_SECRETS", "Concurrent reconciles of the token secrets loop.", 2
+    )
+    workers_projects: int = _opt(
+        "WORKERS_PROJECTS", "Concurrent reconciles of the projects loop (one key per namespace).", 2
     )
     operator_namespace: str = _opt(
         "OPERATOR_NAMESPACE", "Namespace the operator runs in (Events about itself, Lease).", "ambient-code"
@@ -140,6 +143,20 @@ class OperatorConfig:
         "Keep a finished runner Job this many seconds (ttlSecondsAfterFinished); -1 deletes it at once.",
         -1,
     )
+    default_inactivity_timeout: int = _opt(
+        "DEFAULT_INACTIVITY_TIMEOUT",
+        "Seconds a Running session may stay idle before it is stopped, when neither its "
+        "spec.inactivityTimeout nor its project's ProjectSettings inactivityTimeoutSeconds says; "
+        "0 never stops idle sessions. Same env name as the platform's operator.",
+        86400,
+    )
+    backend_namespace: str = _opt(
+        "BACKEND_NAMESPACE",
+        "Namespace of the platform's backend: the only namespace the NetworkPolicy "
+        "runner-allow-backend-only lets reach runner pods (default: --operator-namespace). Same "
+        "env name as the platform's operator.",
+        "",
+    )
     log_format: str = _opt("LOG_FORMAT", "Log format: json or text.", "text")
     log_level: str = _opt("LOG_LEVEL", "Log level: debug, info, warning, error.", "info")
     watch_inactivity_timeout: float = _opt(
@@ -189,6 +206,8 @@ class OperatorConfig:
             problems.append("--token-ttl must be shorter than --token-expiration")
         if self.token_expiration < 600:
             problems.append("--token-expiration must be at least 600 (the API server's minimum)")
+        if self.default_inactivity_timeout < 0:
+            problems.append("--default-inactivity-timeout must be 0 (never) or a number of seconds")
         if self.log_format not in ("json", "text"):
             problems.append("--log-format must be json or text")
         if self.runner_image_pull_policy not in ("Always", "IfNotPresent", "Never"):
@@ -229,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the operator",
         description="Run the operator. Every flag can also be set by the environment variable shown.",
+    )
+    sub.add_parser(
+        "session-trigger",
+        help="create or restart a scheduled session, as a scheduled session's CronJob does",
+        description="Create, restart or follow up the session of a schedule, then exit (0: done, "
+        "1: not done, one line on stderr says why). Configured by the environment only, as the "
+        "platform's CronJobs set it: SESSION_TEMPLATE, PROJECT_NAMESPACE, SCHEDULED_SESSION_NAME, "
+        "REUSE_LAST_SESSION, BACKEND_NAMESPACE; outside a pod also KUBECONFIG, BACKEND_API_URL "
+        "and SERVICE_ACCOUNT_TOKEN_FILE. See the README, Scheduled sessions.",
     )
     for f in dataclasses.fields(OperatorConfig):
         env = f.metadata["env"]

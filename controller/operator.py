@@ -15,8 +15,9 @@ from controller.loop import Loop
 from controller.manager import Manager
 from controller.names import COMPONENT_TEMP_CONTENT, LABEL_COMPONENT
 from controller.platform.models_source import ConfigMapModels, FileModels, ModelsSource
+from controller.platform.project_settings import inactivity_timeout_seconds
 from controller.reconcile import Key
-from controller.reconcilers import jobs, sessions, temp_content, token_secrets
+from controller.reconcilers import jobs, projects, sessions, temp_content, token_secrets
 from controller.reconcilers.context import Caches, Context
 from controller.reconcilers.model_gate import waiting_for_model
 from controller.watchers import kinds
@@ -67,6 +68,10 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
         roles=manager.cache("roles", kinds.ROLE_SPEC),
         role_bindings=manager.cache("rolebindings", kinds.ROLE_BINDING_SPEC),
     )
+    caches.project_settings = manager.cache("projectsettings", kinds.PROJECT_SETTINGS_SPEC)
+    caches.project_objects = {
+        name: manager.cache(f"project-{name}", spec) for name, spec in kinds.PROJECT_OBJECT_SPECS.items()
+    }
     recorder = EventRecorder(kube)
     manager.on_shutdown.append(recorder.flush)
     models: ModelsSource
@@ -121,4 +126,51 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     for cache in (caches.pvcs, caches.roles, caches.role_bindings):
         cache.add_handler(_to((session_loop,)))
     caches.services.add_handler(_to((session_loop, temp_loop)))
+    wire_projects(manager, ctx)
+    assert caches.project_settings is not None
+    caches.project_settings.add_handler(_on_project_timeout(ctx, session_loop))
     return manager, ctx
+
+
+def _on_project_timeout(ctx: Context, session_loop: Loop) -> Callable[[Delta], None]:
+    """A project's inactivity timeout changed: its sessions' idle deadlines move with it."""
+
+    def handler(delta: Delta) -> None:
+        timeouts = [
+            inactivity_timeout_seconds(obj) if obj is not None else None for obj in (delta.old, delta.new)
+        ]
+        if delta.old is not None and delta.new is not None and timeouts[0] == timeouts[1]:
+            return
+        obj = delta.new if delta.new is not None else delta.old
+        namespace = str(((obj or {}).get("metadata") or {}).get("namespace") or "")
+        for session in ctx.caches.sessions.list(namespace):
+            session_loop.enqueue(object_key(session))
+
+    return handler
+
+
+def wire_projects(manager: Manager, ctx: Context) -> None:
+    """The projects loop, keyed by namespace: fed by managed namespaces and everything it writes."""
+    loop = manager.add_loop(
+        Loop(
+            projects.LOOP,
+            lambda key: projects.reconcile(ctx, manager.managed_namespaces, key),
+            ctx.config.workers(projects.LOOP),
+        )
+    )
+
+    def on_namespace(namespace: str) -> None:
+        loop.enqueue(projects.project_key(namespace))
+
+    def on_object(delta: Delta) -> None:
+        obj = delta.new if delta.new is not None else delta.old
+        namespace = ((obj or {}).get("metadata") or {}).get("namespace")
+        if namespace:
+            loop.enqueue(projects.project_key(str(namespace)))
+
+    manager.on_namespace_added.append(on_namespace)
+    manager.on_namespace_removed.append(on_namespace)
+    assert ctx.caches.project_settings is not None
+    ctx.caches.project_settings.add_handler(on_object)
+    for cache in ctx.caches.project_objects.values():
+        cache.add_handler(on_object)

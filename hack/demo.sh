@@ -32,8 +32,8 @@ wait_phase() {  # name phase timeout
 say "Nodes (kwok fakes them; kube-scheduler and kube-controller-manager are real)"
 k get nodes
 say "Installing the AgenticSession CRD and a managed namespace"
-k apply -f manifests/crd/agenticsessions.vteam.ambient-code.yaml >/dev/null
-k wait --for=condition=Established crd/agenticsessions.vteam.ambient-code --timeout=60s >/dev/null
+k apply -k manifests/crd >/dev/null
+k wait --for=condition=Established crd/agenticsessions.vteam.ambient-code crd/projectsettings.vteam.ambient-code --timeout=60s >/dev/null
 k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
 k label namespace "$ns" ambient-code.io/managed=true --overwrite >/dev/null
 

@@ -38,6 +38,9 @@ class Caches:
     service_accounts: KindCache
     roles: KindCache
     role_bindings: KindCache
+    # The projects loop's caches; None in a build without it (unit tests of the session loops).
+    project_settings: KindCache | None = field(default=None, kw_only=True)
+    project_objects: Mapping[str, KindCache] = field(default_factory=dict, kw_only=True)
 
 
 class Expectations:

@@ -21,7 +21,7 @@ from controller.kube import JOBS, SERVICES
 from controller.names import ANNOTATION_DESIRED_PHASE, runner_job_name, session_service_name
 from controller.reconcile import Key, Result
 from controller.reconcilers.context import Context, owned_by
-from controller.reconcilers.runner_state import Observation, Outcome, observe
+from controller.reconcilers.runner_state import Observation, Outcome, job_finished, observe
 from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.jobs")
@@ -56,13 +56,6 @@ class JobMonitors:
             return len(self._jobs)
 
 
-def _job_finished(job: Mapping[str, Any]) -> bool:
-    return any(
-        cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True"
-        for cond in (job.get("status") or {}).get("conditions") or ()
-    )
-
-
 def runner_pods(ctx: Context, namespace: str, name: str, job_uid: str) -> list[Mapping[str, Any]]:
     pods = [p for p in ctx.children(ctx.caches.pods, namespace, name) if owned_by(p, job_uid)]
     return sorted(
@@ -84,11 +77,7 @@ def reconcile(ctx: Context, monitors: JobMonitors, key: Key) -> Result:
     job = ctx.caches.jobs.get(namespace, runner_job_name(name))
     if job is not None and not owned_by(job, uid):
         job = None
-    if (
-        job is not None
-        and not _job_finished(job)
-        and not (job.get("metadata") or {}).get("deletionTimestamp")
-    ):
+    if job is not None and not job_finished(job) and not (job.get("metadata") or {}).get("deletionTimestamp"):
         monitors.follow(key, str(job["metadata"].get("uid")))
     else:
         monitors.release(key)

@@ -32,11 +32,14 @@ from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, Ensured, cached_child, create_child, owned_by
 from controller.reconcilers.model_gate import WAITING_FOR_MODEL, ModelGate, check_model
 from controller.reconcilers.runner_job import build_runner_job
+from controller.reconcilers.runner_state import job_finished
 from controller.status import StatusDraft
 from controller.watchers.cache import KindCache
 
 LOOP = "sessions"
 JOB_RECREATED = "Recreated"
+# On a runner Job: the session's run (status.restartCount) it was made for.
+ANNOTATION_RUN = "ambient-code.io/run"
 WAIT_RETRY = 5.0
 
 
@@ -131,6 +134,28 @@ def is_resume(session: Mapping[str, Any]) -> bool:
     return isinstance(count, int) and count > 0
 
 
+def run_number(session: Mapping[str, Any]) -> str:
+    """Which run of the session this is (status.restartCount), as recorded on its runner Job."""
+    count = (session.get("status") or {}).get("restartCount")
+    return str(count if isinstance(count, int) else 0)
+
+
+def _previous_run(session: Mapping[str, Any], job: Mapping[str, Any], recorded: c.Condition | None) -> bool:
+    """A Job that this run has not recorded as its own, made for an earlier run.
+
+    The run is read from the Job's annotation; a Job from before the annotation existed counts as
+    an earlier run's once it has finished (or is going). The Job controller may mark the Job
+    Complete only after the session has already ended and been restarted, so the annotation, not
+    the Job's state, is what tells.
+    """
+    if recorded is not None and recorded.is_true:
+        return False
+    run = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RUN)
+    if run is not None:
+        return bool(run != run_number(session))
+    return job_finished(job) or bool((job.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
     meta = session["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
@@ -192,6 +217,12 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
     token: token_secrets.TokenState | None = None
     model: ModelGate | None = None
     result = Result.done()
+    if job is not None and owned_by(job, uid) and _previous_run(session, job, previous):
+        # A Job kept by --job-ttl-after-finished belongs to the run before a restart: adopting it
+        # would end the new run at once. It goes, and the new run gets a Job of its own.
+        if not (job.get("metadata") or {}).get("deletionTimestamp"):
+            ctx.kube.delete_ignore_missing(JOBS, namespace, job_name, propagation="Background")
+        return Result.after(1.0)
     if job is not None:
         stop_here = _conflict(
             ctx,
@@ -250,6 +281,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             reason, message = "Created", f"runner Job {job_name} created"
         manifest, warnings = build_runner_job(session, ctx.config, is_resume(session))
         manifest = model.apply(manifest)
+        manifest["metadata"].setdefault("annotations", {})[ANNOTATION_RUN] = run_number(session)
         # The Service is created with the Job; the check below then finds it.
         job_and_service: list[Callable[[], Any]] = [
             functools.partial(create_child, ctx, JOBS, manifest, uid),

@@ -72,6 +72,11 @@ def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | Non
     return None
 
 
+def job_finished(job: Mapping[str, Any]) -> bool:
+    """The Job controller has decided the Job's end (Complete or Failed)."""
+    return _job_condition(job, "Complete") is not None or _job_condition(job, "Failed") is not None
+
+
 def _job_failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The Job's failure, as soon as the Job controller decides it.
 

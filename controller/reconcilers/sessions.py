@@ -14,7 +14,7 @@ from typing import Any
 
 from controller import conditions as c
 from controller.events import NORMAL, WARNING
-from controller.kube import JOBS, SERVICES, ApiError
+from controller.kube import JOBS, SERVICES, SESSIONS, ApiError
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_START_REQUESTED_AT,
@@ -23,6 +23,8 @@ from controller.names import (
     runner_job_name,
     session_service_name,
 )
+from controller.platform.inactivity import effective_timeout, seconds_left
+from controller.platform.project_settings import SINGLETON, inactivity_timeout_seconds
 from controller.reconcile import Key, Result, sooner
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, owned_by
@@ -52,7 +54,11 @@ def reconcile(ctx: Context, key: Key) -> Result:
     if desired == c.RUNNING:
         if phase in c.TERMINAL_PHASES:
             return restart(ctx, session)
-        patch_annotations(ctx, session, {ANNOTATION_DESIRED_PHASE: None, ANNOTATION_START_REQUESTED_AT: None})
+        if not stopping:
+            patch_annotations(
+                ctx, session, {ANNOTATION_DESIRED_PHASE: None, ANNOTATION_START_REQUESTED_AT: None}
+            )
+        # While stopping, a start request is kept: once Stopped, it restarts the session.
     if desired == c.STOPPED or stopping:
         if phase in c.TERMINAL_PHASES and not stopping:
             clear_stop_request(ctx, session)
@@ -130,6 +136,8 @@ def restart(ctx: Context, session: Mapping[str, Any]) -> Result:
         draft.set("startTime", c.now_rfc3339())
         draft.set("completionTime", None)
         draft.set("stoppedReason", None)
+        # The idle clock starts again with the new run (as the platform's ResetToPending does).
+        draft.set("lastActivityTime", None)
 
     ctx.write_status(session, LOOP, describe)
     ctx.recorder.record(session, NORMAL, "Restarting", "restart requested: provisioning the runner again")
@@ -147,15 +155,12 @@ def restart(ctx: Context, session: Mapping[str, Any]) -> Result:
 
 
 def clear_stop_request(ctx: Context, session: Mapping[str, Any]) -> None:
-    patch_annotations(
-        ctx,
-        session,
-        {
-            ANNOTATION_DESIRED_PHASE: None,
-            ANNOTATION_STOP_REQUESTED_AT: None,
-            ANNOTATION_STOP_REASON: None,
-        },
-    )
+    """Clears the stop request; a start request made meanwhile (desired-phase Running) stays."""
+    desired = ((session.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_DESIRED_PHASE)
+    changes: dict[str, str | None] = {ANNOTATION_STOP_REQUESTED_AT: None, ANNOTATION_STOP_REASON: None}
+    if desired != c.RUNNING:
+        changes[ANNOTATION_DESIRED_PHASE] = None
+    patch_annotations(ctx, session, changes)
 
 
 def _runner_pods(ctx: Context, namespace: str, name: str) -> list[Mapping[str, Any]]:
@@ -206,24 +211,45 @@ def stop(ctx: Context, session: Mapping[str, Any]) -> Result:
 
 
 def inactivity(ctx: Context, session: Mapping[str, Any]) -> Result:
-    """Auto-stop a Running session idle longer than spec.inactivityTimeout (0 or unset: never)."""
-    timeout = (session.get("spec") or {}).get("inactivityTimeout")
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
-        return Result.done()
-    status = session.get("status") or {}
-    last = c.parse_time(status.get("lastActivityTime")) or c.parse_time(status.get("startTime"))
-    if last is None:
-        return Result.done()
-    idle = (datetime.datetime.now(datetime.UTC) - last).total_seconds()
-    if idle < timeout:
-        return Result.after(timeout - idle + 0.5)
-    ctx.recorder.record(
-        session,
-        NORMAL,
-        "InactivityTimeout",
-        f"no activity for {idle:.0f}s (inactivityTimeout {timeout}s): stopping the session",
+    """Stops a Running session idle longer than its timeout; otherwise one requeue at the expiry.
+
+    The timeout follows the platform's precedence (controller.platform.inactivity). A backend
+    activity write changes the session, which brings a reconcile that moves the expiry.
+    """
+    meta = session.get("metadata") or {}
+    timeout = effective_timeout(
+        session, _project_timeout(ctx, str(meta.get("namespace"))), ctx.config.default_inactivity_timeout
     )
-    patch_annotations(
-        ctx, session, {ANNOTATION_DESIRED_PHASE: c.STOPPED, ANNOTATION_STOP_REASON: "inactivity"}
-    )
+    left = seconds_left(session, timeout, datetime.datetime.now(datetime.UTC))
+    if left is None:
+        return Result.done()
+    if left[1] > 0:
+        return Result.after(left[1] + 0.5)
+    # The cache may lag an activity write: decide on a fresh read, as the platform does.
+    fresh = ctx.kube.get_or_none(SESSIONS, str(meta.get("namespace")), str(meta.get("name")))
+    if fresh is None:
+        return Result.done()
+    left = seconds_left(fresh, timeout, datetime.datetime.now(datetime.UTC))
+    if left is None:
+        return Result.done()
+    if left[1] > 0:
+        return Result.after(left[1] + 0.5)
+    idle = left[0]
+    if patch_annotations(
+        ctx, fresh, {ANNOTATION_DESIRED_PHASE: c.STOPPED, ANNOTATION_STOP_REASON: "inactivity"}
+    ):
+        ctx.recorder.record(
+            session,
+            NORMAL,
+            "InactivityTimeout",
+            f"no activity for {idle:.0f}s (inactivity timeout {timeout.seconds}s from {timeout.source}): "
+            "stopping the session",
+        )
     return Result.done()
+
+
+def _project_timeout(ctx: Context, namespace: str) -> int | None:
+    cache = ctx.caches.project_settings
+    if cache is None:
+        return None
+    return inactivity_timeout_seconds(cache.get(namespace, SINGLETON))

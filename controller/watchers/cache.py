@@ -134,6 +134,7 @@ class NamespaceScope:
         selector: str = "",
         settings: WatchSettings | None = None,
         on_namespace_removed: Callable[[str], None] | None = None,
+        on_namespace_added: Callable[[str], None] | None = None,
     ):
         self.kube = kube
         self.caches = list(caches)
@@ -141,6 +142,7 @@ class NamespaceScope:
         self.selector = selector
         self.settings = settings or WatchSettings()
         self.on_namespace_removed = on_namespace_removed
+        self.on_namespace_added = on_namespace_added
         self.namespace_cache: KindCache | None = None
         self._managed: set[str] = set()
         self._lock = threading.Lock()
@@ -185,6 +187,8 @@ class NamespaceScope:
         log.info("managing namespace %s", namespace)
         for cache in self.caches:
             cache.start_namespace(namespace)
+        if self.on_namespace_added is not None:
+            self.on_namespace_added(namespace)
 
     def _remove(self, namespace: str) -> None:
         with self._lock:

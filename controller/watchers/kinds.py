@@ -19,7 +19,9 @@ from controller.kube import (
     SESSIONS,
     Resource,
 )
-from controller.names import child_selector
+from controller.names import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, child_selector
+from controller.platform.network_policy import COMPONENT_NETWORK_POLICY, NETWORK_POLICIES
+from controller.platform.project_settings import LIMIT_RANGES, PROJECT_COMPONENTS, PROJECT_SETTINGS
 from controller.watchers import transforms
 from controller.watchers.cache import KindSpec
 from controller.watchers.informer import Transform
@@ -44,3 +46,20 @@ PVC_SPEC = _metadata_spec(PVCS)
 SERVICE_ACCOUNT_SPEC = _metadata_spec(SERVICE_ACCOUNTS)
 ROLE_SPEC = _metadata_spec(ROLES)
 ROLE_BINDING_SPEC = _metadata_spec(ROLE_BINDINGS)
+
+
+# The projects loop: ProjectSettings (whole objects: the loop reads spec and status), and the
+# objects it makes, label-selected by component: a handful per namespace, cached whole, because
+# the loop puts their labels, rules, subjects and spec back in shape.
+PROJECT_SETTINGS_SPEC = KindSpec(PROJECT_SETTINGS)
+PROJECT_OBJECTS = (
+    f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT} in "
+    f"({','.join((*PROJECT_COMPONENTS, COMPONENT_NETWORK_POLICY))})"
+)
+PROJECT_OBJECT_SPECS = {
+    "rolebindings": KindSpec(ROLE_BINDINGS, label_selector=PROJECT_OBJECTS),
+    "roles": KindSpec(ROLES, label_selector=PROJECT_OBJECTS),
+    "serviceaccounts": KindSpec(SERVICE_ACCOUNTS, label_selector=PROJECT_OBJECTS),
+    "limitranges": KindSpec(LIMIT_RANGES, label_selector=PROJECT_OBJECTS),
+    "networkpolicies": KindSpec(NETWORK_POLICIES, label_selector=PROJECT_OBJECTS),
+}

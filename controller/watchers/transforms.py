@@ -114,8 +114,8 @@ def pod(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def job(obj: dict[str, Any]) -> dict[str, Any]:
-    """A Job as the loops read it: its conditions decide the runner's end."""
-    slim = _child(obj, trim_metadata(obj))
+    """A Job as the loops read it: its conditions decide the runner's end; its run, whose it is."""
+    slim = _child(obj, trim_metadata(obj, annotations=True))
     spec = ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished")
     slim["spec"] = _pick(obj.get("spec"), spec)
     status = obj.get("status")

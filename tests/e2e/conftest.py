@@ -14,11 +14,13 @@ import yaml
 
 from controller.kube import PODS, SESSIONS, ApiError, Kube, Resource, load_api_client
 from controller.names import runner_job_name
+from controller.platform.project_settings import PROJECT_SETTINGS
 from tests.conftest import Cluster
 from tests.e2e.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "manifests" / "crd" / "agenticsessions.vteam.ambient-code.yaml"
+PROJECT_SETTINGS_CRD_FILE = REPO / "manifests" / "crd" / "projectsettings.vteam.ambient-code.yaml"
 CRDS = Resource(
     "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
 )
@@ -45,8 +47,17 @@ def kubectl(cluster: Cluster) -> str:
 
 @pytest.fixture(scope="session")
 def crd(kube: Kube) -> dict[str, Any]:
-    """Installs (or updates) the AgenticSession CRD from manifests/ and waits until it is served."""
-    manifest: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
+    """Installs (or updates) the CRDs from manifests/ and waits until they are served.
+
+    Returns the AgenticSession CRD; ProjectSettings is installed first, because the operator
+    watches it in every managed namespace.
+    """
+    install_crd(kube, PROJECT_SETTINGS_CRD_FILE, PROJECT_SETTINGS)
+    return install_crd(kube, CRD_FILE, SESSIONS)
+
+
+def install_crd(kube: Kube, path: Path, served: Resource) -> dict[str, Any]:
+    manifest: dict[str, Any] = yaml.safe_load(path.read_text())
     name = manifest["metadata"]["name"]
     current = kube.get_or_none(CRDS, None, name)
     if current is None:
@@ -62,7 +73,7 @@ def crd(kube: Kube) -> dict[str, Any]:
             for c in status.get("conditions") or []
         ):
             try:
-                kube.list(SESSIONS, "default", limit=1)
+                kube.list(served, "default", limit=1)
                 return manifest
             except ApiError:
                 pass

@@ -50,11 +50,14 @@ ALLOWED_DEFAULTS: dict[str, Any] = {
 
 # The ClusterRole, rule by rule, as (apiGroup, resource, verb).
 EXPECTED_CLUSTER_RULES: set[tuple[str, str, str]] = {
-    *(("vteam.ambient-code", "agenticsessions", v) for v in ("get", "list", "watch", "update", "patch")),
+    *(
+        ("vteam.ambient-code", "agenticsessions", v)
+        for v in ("get", "list", "watch", "update", "patch", "create")
+    ),
     *(("vteam.ambient-code", "agenticsessions/status", v) for v in ("get", "update", "patch")),
     *(("", "namespaces", v) for v in ("get", "list", "watch")),
     *(("", "persistentvolumeclaims", v) for v in ("get", "list", "watch", "create")),
-    *(("", "serviceaccounts", v) for v in ("get", "list", "watch", "create")),
+    *(("", "serviceaccounts", v) for v in ("get", "list", "watch", "create", "patch")),
     ("", "serviceaccounts/token", "create"),
     *(("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "patch", "delete")),
     *(("", "pods", v) for v in ("get", "list", "watch", "create", "delete")),
@@ -65,9 +68,19 @@ EXPECTED_CLUSTER_RULES: set[tuple[str, str, str]] = {
     *(
         ("rbac.authorization.k8s.io", r, v)
         for r in ("roles", "rolebindings")
-        for v in ("get", "list", "watch", "create")
+        for v in ("get", "list", "watch", "create", "update", "patch", "delete")
     ),
+    *(("vteam.ambient-code", "projectsettings", v) for v in ("get", "list", "watch", "create")),
+    *(("vteam.ambient-code", "projectsettings/status", v) for v in ("get", "update", "patch")),
+    *(("", "limitranges", v) for v in ("get", "list", "watch", "create", "patch")),
+    *(
+        ("networking.k8s.io", "networkpolicies", v)
+        for v in ("get", "list", "watch", "create", "update", "patch", "delete")
+    ),
+    ("rbac.authorization.k8s.io", "clusterroles", "bind"),
 }
+# The one rule with names: binding the platform's project ClusterRoles for group access.
+PROJECT_CLUSTER_ROLES = ["ambient-project-admin", "ambient-project-edit", "ambient-project-view"]
 CLUSTER_SCOPED_RESOURCES = {"namespaces"}
 
 
@@ -422,6 +435,9 @@ def test_cluster_role_has_no_dangerous_grants() -> None:
     assert role["metadata"]["name"] == "agentic-operator"
     for rule in role["rules"]:
         assert "nonResourceURLs" not in rule
+        if rule["resources"] == ["clusterroles"]:
+            assert rule["verbs"] == ["bind"] and rule["resourceNames"] == PROJECT_CLUSTER_ROLES, rule
+            continue
         assert "resourceNames" not in rule
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], f"wildcard {key} in {rule}"
