@@ -12,6 +12,7 @@ from controller import metrics, safe_json
 from controller.kube import ApiError
 from controller.list_decoder import ListDecoder
 from controller.names import name_problem, session_service_name
+from controller.reconcile import Result
 from controller.reconcilers import api_errors
 from controller.reconcilers.sessions import refuse
 from controller.reconcilers.spec import MAX_SECONDS, validate_spec
@@ -195,3 +196,121 @@ def test_server_message_is_one_bounded_line_without_tokens() -> None:
     assert token not in text and "[redacted]" in text and "\n" not in text
     assert text.startswith("422 Invalid: Job")
     assert len(text) < 600
+
+
+class _Listing(list[dict[str, Any]]):
+    metadata = {"resourceVersion": "42"}
+
+
+class _ListingKube:
+    def __init__(self, items: list[dict[str, Any]]):
+        self.items = items
+
+    def stream_list(self, *args: Any, **kwargs: Any) -> _Listing:
+        return _Listing(self.items)
+
+
+def test_an_informer_lists_and_watches_past_a_poison_object() -> None:
+    from controller.kube import SESSIONS
+    from controller.watchers.informer import Informer
+
+    deep = safe_json.loads(deep_session("deep-listed"))
+    plain = {"metadata": {"name": "plain", "namespace": "ns", "resourceVersion": "3"}}
+    seen: list[str] = []
+    store = Store()
+    informer = Informer(
+        _ListingKube([deep, plain]),  # type: ignore[arg-type]
+        SESSIONS,
+        "ns",
+        store,
+        transform=strip_managed_fields,
+        handlers=[lambda delta: seen.append(delta.type)],
+    )
+    informer._list("initial")
+    assert informer.synced.is_set() and informer.resource_version == "42"
+    assert sorted(k[1] for k in store.keys()) == ["deep-listed", "plain"]
+    assert rejection(store.get("ns", "deep-listed")) is not None
+    informer._handle("MODIFIED", safe_json.loads(deep_session("deep-listed").replace('"7"', '"50"')))
+    informer._handle("ADDED", {"metadata": {"name": "later", "namespace": "ns", "resourceVersion": "51"}})
+    assert informer.resource_version == "51" and store.get("ns", "later") is not None
+    assert seen == ["ADDED", "ADDED", "MODIFIED", "ADDED"]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def record(self, obj: Any, event_type: str, reason: str, message: str) -> None:
+        self.events.append((event_type, reason, message))
+
+
+class _Ctx:
+    def __init__(self, fresh: dict[str, Any] | None):
+        self.fresh = fresh
+        self.kube = self
+        self.recorder = _Recorder()
+        self.patches: list[dict[str, Any] | None] = []
+
+    def get_or_none(self, *args: Any) -> dict[str, Any] | None:
+        return self.fresh
+
+    def write_status(self, session: Any, loop: str, describe: Any) -> None:
+        from controller.status import StatusDraft
+
+        draft = StatusDraft(session, loop)
+        describe(draft)
+        self.patches.append(draft.patch())
+
+
+SESSION = {"metadata": {"name": "s", "namespace": "ns", "uid": "u", "generation": 2}, "spec": {}}
+
+
+def _refusal(status: int) -> ApiError:
+    exc = ApiError(status, "Invalid" if status == 422 else "Forbidden", 'jobs.batch "s-runner" is forbidden')
+    exc.verb, exc.resource, exc.object_name = "create", "jobs", "s-runner"
+    return exc
+
+
+def test_a_422_on_a_child_fails_the_session_with_the_servers_message() -> None:
+    ctx = _Ctx(SESSION)
+    result = api_errors.report_api_error(ctx, SESSION, {}, _refusal(422))  # type: ignore[arg-type]
+    assert result is not None and result.requeue_after is None and not result.requeue
+    status = (ctx.patches[0] or {})["status"]
+    assert status["phase"] == "Failed" and status["observedGeneration"] == 2
+    reconciled = next(x for x in status["conditions"] if x["type"] == "Reconciled")
+    assert reconciled["reason"] == c.PROVISIONING_REJECTED
+    assert reconciled["message"].startswith(
+        "the API server refused creating jobs s-runner: 422 Invalid: jobs"
+    )
+    assert ctx.recorder.events[0][:2] == ("Warning", c.PROVISIONING_REJECTED)
+
+
+def test_a_403_is_reported_after_a_fresh_read_and_retried_later() -> None:
+    ctx = _Ctx(SESSION)
+    result = api_errors.report_api_error(ctx, SESSION, {}, _refusal(403))  # type: ignore[arg-type]
+    assert result is not None and result.requeue_after == api_errors.FORBIDDEN_RETRY_MIN
+    status = (ctx.patches[0] or {})["status"]
+    assert status["phase"] != "Failed"
+    gone = _Ctx(None)
+    assert api_errors.report_api_error(gone, SESSION, {}, _refusal(403)) == Result(requeue=True)  # type: ignore[arg-type]
+    assert gone.patches == []
+
+
+@pytest.mark.parametrize("status", [409, 429, 500, 503, 0, 404])
+def test_transient_errors_go_back_to_the_queue(status: int) -> None:
+    ctx = _Ctx(SESSION)
+    assert api_errors.report_api_error(ctx, SESSION, {}, _refusal(status)) is None  # type: ignore[arg-type]
+    assert ctx.patches == []
+
+
+@pytest.mark.parametrize(("status", "requeued"), [(422, False), (400, False), (500, True), (409, True)])
+def test_a_loop_does_not_retry_a_request_the_server_refuses_for_good(status: int, requeued: bool) -> None:
+    from controller.loop import Loop
+
+    def reconcile(key: tuple[str, str]) -> Result:
+        raise ApiError(status, "X", "refused")
+
+    loop = Loop(f"poison-{status}", reconcile, workers=1)
+    loop._process(("ns", "s"))
+    assert (loop.queue.num_requeues(("ns", "s")) > 0) is requeued
+    loop.queue.shut_down()
