@@ -6,9 +6,11 @@ recursion limit; the API server accepts objects nested thousands of levels deep 
 whole LIST or watch, so one object would blind the operator to its namespace.
 
 The fast path is the C decoder. Only when it gives up, the value's text is scanned without
-recursion and every container nested deeper than MAX_DEPTH is replaced by an empty one of the same
-kind, still deeper than MAX_DEPTH: whoever reads the result (the store's freeze) sees that the
-object went over the limit and isolates it, while its shallow parts (metadata) stay readable.
+recursion and every container nested deeper than MAX_DEPTH is replaced by a stand-in: empty arrays
+nested MAX_DEPTH + 1 deep. Whoever reads any part of the result that held a cut (the store's freeze
+of a watch event's object, one level below the event) still finds it deeper than MAX_DEPTH and
+isolates it, while its shallow parts (metadata) stay readable. A plain empty container would not
+do: one level down, the cut would sit exactly at the limit and pass for a small, valid value.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Incomplete(ValueError):
 
 
 def prune(text: str, pos: int = 0, max_depth: int = MAX_DEPTH) -> tuple[str, int]:
-    """The JSON value starting at `pos` with every container deeper than `max_depth` emptied.
+    """The JSON value starting at `pos` with every container deeper than `max_depth` replaced.
 
     Returns the rewritten text of the value and the index just past its end in `text`. Strings are
     skipped whole, so brackets inside them do not count. Raises Incomplete when the value does not
@@ -54,6 +56,7 @@ def prune(text: str, pos: int = 0, max_depth: int = MAX_DEPTH) -> tuple[str, int
         _, end = _lenient.raw_decode(text, pos)
         return text[pos:end], end
     pieces: list[str] = []
+    stand_in = "[" * (max_depth + 1) + "]" * (max_depth + 1)
     depth = 0
     copied = pos  # text[pos:copied] is already in pieces
     cut_from = -1  # where the container being dropped starts, or -1
@@ -76,7 +79,7 @@ def prune(text: str, pos: int = 0, max_depth: int = MAX_DEPTH) -> tuple[str, int
             continue
         if depth == max_depth + 1:
             pieces.append(text[copied:cut_from])
-            pieces.append("{}" if text[cut_from] == "{" else "[]")
+            pieces.append(stand_in)
             copied = index
         depth -= 1
         if depth == 0:

@@ -66,30 +66,38 @@ def _describe(exc: Exception) -> tuple[str, str]:
 
 
 def _safe(value: Any) -> Any:
+    """A field of metadata or status frozen within the limit counted from the object's root."""
     try:
-        return freeze(value)
+        return freeze(value, 2)
     except Exception:
         return None
 
 
-def reduced(obj: Any, reason: str, message: str) -> FrozenDict:
-    """The object's identity and metadata, its status when that is readable, and the marker."""
-    source: Mapping[str, Any] = obj if isinstance(obj, Mapping) else {}
-    meta = source.get("metadata")
-    meta = meta if isinstance(meta, Mapping) else {}
-    kept_meta = {}
-    for key in _KEPT_METADATA:
-        if key in meta:
-            value = _safe(meta[key])
+def _readable_fields(source: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The named fields of a mapping that freeze within the limits; the others are left out."""
+    if not isinstance(source, Mapping):
+        return {}
+    kept = {}
+    for key in keys:
+        if key in source:
+            value = _safe(source[key])
             if value is not None:
-                kept_meta[key] = value
+                kept[key] = value
+    return kept
+
+
+def reduced(obj: Any, reason: str, message: str) -> FrozenDict:
+    """The object's identity and metadata, the readable fields of its status, and the marker."""
+    source: Mapping[str, Any] = obj if isinstance(obj, Mapping) else {}
     slim: dict[str, Any] = {
         key: source[key] for key in ("apiVersion", "kind") if isinstance(source.get(key), str)
     }
-    slim["metadata"] = kept_meta
-    status = _safe(source.get("status"))
+    slim["metadata"] = _readable_fields(source.get("metadata"), _KEPT_METADATA)
+    status = source.get("status")
     if isinstance(status, Mapping):
-        slim["status"] = status
+        # Field by field: the loops compare what they write with what is there, and a status they
+        # could not see at all would be written again on every event its own write causes.
+        slim["status"] = _readable_fields(status, tuple(k for k in status if isinstance(k, str)))
     slim[REJECTED] = {"reason": reason, "message": message}
     frozen: FrozenDict = freeze(slim)
     return frozen

@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     wait_session,
 )
 from tests.e2e.helpers import wait_for, wait_until
+from tests.e2e.operator import OperatorProcess
 
 DEPTH = 5000
 POLICIES = Resource(
@@ -61,6 +62,12 @@ def assert_clean_log(log: str) -> None:
     assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
 
 
+def session_writes(operator: OperatorProcess) -> float:
+    return operator.metric(
+        "agentic_operator_rest_client_requests_total", verb="patch", resource="agenticsessions"
+    )
+
+
 def reason_of(session: dict[str, Any]) -> str:
     return str(condition_of(session, "Reconciled").get("reason", ""))
 
@@ -77,11 +84,15 @@ def test_deep_spec_and_dotted_name_fail_alone(
     assert reason_of(deep) == "SpecTooComplex"
     assert "64 levels" in condition_of(deep, "Reconciled")["message"]
     wait_event(kube, namespace, "deep", "SpecTooComplex")
+    assert kube.get_or_none(JOBS, namespace, runner_job_name("deep")) is None, "a cut spec was provisioned"
     dotted = wait_session(kube, namespace, "dotted.name", phase_is("Failed"), timeout=10, what="Failed")
     assert reason_of(dotted) == "InvalidName"
     assert kube.get_or_none(JOBS, namespace, runner_job_name("dotted.name")) is None
     wait_session(kube, namespace, "plain", phase_is("Running"), timeout=30, what="Running")
     assert first.metric("agentic_operator_poison_objects_total", kind="AgenticSession") >= 1
+    writes = session_writes(first)
+    time.sleep(2)  # a status the cache could not see would be written again on each of its own events
+    assert session_writes(first) == writes, "the operator keeps writing settled sessions"
     assert first.terminate() == 0
 
     # Restarted over the deep session, the operator's initial LIST holds it: ready as fast as ever.

@@ -42,10 +42,22 @@ def test_loads_survives_nesting_deeper_than_the_interpreter_recurses() -> None:
         json.loads(nested(DEPTH))
     value = safe_json.loads(nested(DEPTH))
     depth = 0
-    while isinstance(value, dict) and value:
+    while isinstance(value, dict):
         value, depth = value["a"], depth + 1
     assert depth == safe_json.MAX_DEPTH
-    assert value == {}  # the pruned container stays one level past the limit
+    # The cut is replaced by a stand-in deeper than the limit on its own.
+    for _ in range(safe_json.MAX_DEPTH + 1):
+        assert isinstance(value, list)
+        value = value[0] if value else None
+    assert value is None
+
+
+def test_a_cut_is_found_in_any_part_of_the_decoded_value() -> None:
+    event = safe_json.loads('{"type":"ADDED","object":' + deep_session("in-event") + "}")
+    cached = admit("AgenticSession", event["object"], strip_managed_fields)
+    assert rejection(cached) is not None
+    with pytest.raises(TooComplex):
+        freeze(event["object"]["spec"]["mcpServers"]["custom"]["x"]["a"])
 
 
 def test_prune_skips_brackets_inside_strings_and_keeps_shallow_text() -> None:
@@ -54,7 +66,7 @@ def test_prune_skips_brackets_inside_strings_and_keeps_shallow_text() -> None:
     assert text[end:] == " tail"
     value = json.loads(pruned)
     assert value["s"] == '[[{{"]]' and value["n"] == 1
-    assert value["deep"] == [[[]]]
+    assert value["deep"] == [[[[[[]]]]]]  # two levels kept, then a stand-in four deep
 
 
 def test_prune_reports_an_incomplete_value() -> None:
@@ -228,7 +240,7 @@ def test_an_informer_lists_and_watches_past_a_poison_object() -> None:
     )
     informer._list("initial")
     assert informer.synced.is_set() and informer.resource_version == "42"
-    assert sorted(k[1] for k in store.keys()) == ["deep-listed", "plain"]
+    assert sorted(o["metadata"]["name"] for o in store.list()) == ["deep-listed", "plain"]
     assert rejection(store.get("ns", "deep-listed")) is not None
     informer._handle("MODIFIED", safe_json.loads(deep_session("deep-listed").replace('"7"', '"50"')))
     informer._handle("ADDED", {"metadata": {"name": "later", "namespace": "ns", "resourceVersion": "51"}})
@@ -314,3 +326,13 @@ def test_a_loop_does_not_retry_a_request_the_server_refuses_for_good(status: int
     loop._process(("ns", "s"))
     assert (loop.queue.num_requeues(("ns", "s")) > 0) is requeued
     loop.queue.shut_down()
+
+
+def test_a_deep_status_keeps_its_readable_fields() -> None:
+    raw = safe_json.loads(
+        '{"metadata":{"name":"s","namespace":"ns"},"spec":{},'
+        '"status":{"phase":"Failed","conditions":[{"type":"Ready"}],"junk":' + nested(DEPTH) + "}}"
+    )
+    cached = admit("AgenticSession", raw, strip_managed_fields)
+    assert rejection(cached) is not None
+    assert thaw(cached["status"]) == {"phase": "Failed", "conditions": [{"type": "Ready"}]}
