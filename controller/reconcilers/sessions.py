@@ -26,7 +26,7 @@ from controller.names import (
 )
 from controller.reconcile import Key, Result, sooner
 from controller.reconcilers.annotations import patch_annotations
-from controller.reconcilers.api_errors import report_api_error
+from controller.reconcilers.api_errors import report_api_error, server_message
 from controller.reconcilers.context import Context, owned_by
 from controller.reconcilers.provision import LOOP, provision
 from controller.reconcilers.spec import validate_spec
@@ -97,7 +97,7 @@ def _spec_fixed_after_invalid(session: Mapping[str, Any], conditions: Mapping[st
 
 def report_provisioning_error(ctx: Context, session: Mapping[str, Any], exc: ApiError) -> None:
     """An API error while creating children is shown on the session, not only logged; it is retried."""
-    message = f"creating the session's objects failed: {exc.status} {exc.reason}: {exc.message}"[:1024]
+    message = f"creating the session's objects failed: {server_message(exc)}"
 
     def describe(draft: StatusDraft) -> None:
         draft.set_condition(c.RECONCILED, c.FALSE, PROVISIONING_FAILED, message + " (retrying)")
