@@ -27,7 +27,7 @@ import urllib3
 from controller import metrics
 from controller.kube import ApiError, Kube, Resource, WatchStream
 from controller.watchers.quarantine import admit
-from controller.watchers.store import Delta, Store
+from controller.watchers.store import Delta, Store, metadata_of
 
 log = logging.getLogger("controller.watchers")
 
@@ -268,7 +268,7 @@ class Informer:
             if code == 410:
                 raise _Gone()
             raise ApiError(code, str(obj.get("reason", "")), str(obj.get("message", "")))
-        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        rv = str(metadata_of(obj).get("resourceVersion", ""))
         if event_type == "BOOKMARK":
             if rv:
                 self.resource_version = rv

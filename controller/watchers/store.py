@@ -105,8 +105,14 @@ def thaw(value: Any) -> Any:
     return value
 
 
+def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An object's metadata, or an empty mapping when it has none (or something else in its place)."""
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else EMPTY
+
+
 def object_key(obj: Mapping[str, Any]) -> Key:
-    meta = obj.get("metadata") or {}
+    meta = metadata_of(obj)
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
@@ -261,7 +267,7 @@ def _older(candidate: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
 
 
 def _resource_version(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+    return str(metadata_of(obj).get("resourceVersion", ""))
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

@@ -8,6 +8,7 @@ and at the length limits. Example counts are kept small so `make unit` stays fas
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -37,7 +38,12 @@ from controller.reconcilers.spec import validate_spec
 from controller.watchers.quarantine import admit, rejection
 from controller.watchers.store import FrozenDict, strip_managed_fields, thaw
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# PROPERTY_EXAMPLES=2000 for a longer hunt; the default keeps `make unit` fast.
+FAST = settings(
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 CONFIG = OperatorConfig()
 INT64_MAX = 2**63 - 1
 
@@ -267,3 +273,42 @@ def _dump_iteratively(value: Any) -> str:
             value = value[0]
     closing = ["}" if o.startswith("{") else "]" for o in reversed(opening)]
     return "".join(opening) + json.dumps(value) + "".join(closing)
+
+
+objects = st.dictionaries(
+    st.sampled_from(["apiVersion", "kind", "metadata", "spec", "status", "data"]),
+    json_values
+    | st.fixed_dictionaries(
+        {"name": st.text(max_size=10), "namespace": st.just("ns")},
+        optional={
+            "labels": json_values,
+            "annotations": json_values,
+            "ownerReferences": json_values,
+            "resourceVersion": st.text(max_size=5) | json_values,
+        },
+    ),
+    max_size=5,
+)
+
+
+@FAST
+@given(
+    st.lists(
+        st.one_of(objects, deep_values().map(lambda v: {"metadata": {"name": "d"}, "spec": v})), max_size=6
+    )
+)
+def test_every_kind_cache_admits_anything_and_keeps_its_index(items: list[dict[str, Any]]) -> None:
+    from controller.watchers import kinds
+    from controller.watchers.store import Store
+
+    for spec in (kinds.SESSION_SPEC, kinds.JOB_SPEC, kinds.POD_SPEC, kinds.SECRET_SPEC, kinds.SERVICE_SPEC):
+        store = Store(spec.indexers)
+        admitted = [
+            admit(spec.resource.kind, json.loads(json.dumps(i)) if _depth(i) < 500 else i, spec.transform)
+            for i in items
+        ]
+        store.replace("ns", admitted)
+        for obj in admitted:
+            assert isinstance(obj, FrozenDict)
+            store.upsert(obj)
+            store.delete(obj)
