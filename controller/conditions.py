@@ -55,12 +55,27 @@ STOPPED_REASON = "Stopped"
 SUCCEEDED = "Succeeded"
 RUNNER_LOST = "RunnerLost"
 JOB_LOST = "JobLost"
+INVALID_NAME = "InvalidName"  # no valid child name for the session's name (controller/names.py)
+SPEC_TOO_COMPLEX = "SpecTooComplex"  # the cache could not hold the session whole (quarantine.py)
+PROVISIONING_REJECTED = "ProvisioningRejected"  # the API server refused a child for good (400, 422)
+PROVISIONING_FORBIDDEN = "ProvisioningForbidden"  # 403 on a child: retried slowly, RBAC may change
 
 # A condition False with one of these reasons means the session cannot make progress without a
 # person: the phase is Failed.
 TERMINAL_REASONS = frozenset(
-    {INVALID_SPEC, PARENT_WORKSPACE_MISSING, NAME_CONFLICT, CREATING_TIMEOUT, JOB_LOST}
+    {
+        INVALID_SPEC,
+        PARENT_WORKSPACE_MISSING,
+        NAME_CONFLICT,
+        CREATING_TIMEOUT,
+        JOB_LOST,
+        INVALID_NAME,
+        SPEC_TOO_COMPLEX,
+        PROVISIONING_REJECTED,
+    }
 )
+# Terminal reasons a new generation of the spec may cure: the session is checked again then.
+SPEC_REASONS = frozenset({INVALID_SPEC, SPEC_TOO_COMPLEX, PROVISIONING_REJECTED})
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+# A resource quantity as the API server parses it: every runner Job and PVC carries these, so a
+# malformed one would have every create refused (422); the operator refuses to start instead.
+QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
 
 LOOPS = ("sessions", "jobs", "temp-content", "token-secrets", "projects")
 MANAGED_NAMESPACE_LABEL = "ambient-code.io/managed"
@@ -212,6 +217,21 @@ class OperatorConfig:
             problems.append("--log-format must be json or text")
         if self.runner_image_pull_policy not in ("Always", "IfNotPresent", "Never"):
             problems.append("--runner-image-pull-policy must be Always, IfNotPresent or Never")
+        for flag, quantity in (
+            ("--runner-cpu-request", self.runner_cpu_request),
+            ("--runner-memory-request", self.runner_memory_request),
+            ("--runner-cpu-limit", self.runner_cpu_limit),
+            ("--runner-memory-limit", self.runner_memory_limit),
+            ("--workspace-size", self.workspace_size),
+        ):
+            if not QUANTITY.fullmatch(quantity):
+                problems.append(f"{flag} must be a Kubernetes quantity such as 500m, 2 or 8Gi")
+        for flag, seconds in (
+            ("--runner-deadline-grace", self.runner_deadline_grace),
+            ("--runner-active-deadline", self.runner_active_deadline),
+        ):
+            if not 0 <= seconds <= 2**31 - 1:
+                problems.append(f"{flag} must be between 0 and {2**31 - 1} seconds")
         if problems:
             raise ValueError("; ".join(problems))
 

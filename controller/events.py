@@ -22,6 +22,7 @@ from typing import Any
 
 from controller import metrics
 from controller.kube import EVENTS, ApiError, Kube
+from controller.names import bounded_name
 
 log = logging.getLogger("controller.events")
 
@@ -70,7 +71,7 @@ class EventRecorder:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}",
+                "name": f"{bounded_name(str(meta.get('name') or 'object'), 236)}.{uuid.uuid4().hex[:16]}",
                 "namespace": namespace,
             },
             "involvedObject": {

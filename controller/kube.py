@@ -24,7 +24,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from opentelemetry import trace
 
-from controller import metrics
+from controller import metrics, safe_json
 from controller.list_decoder import ListDecoder
 
 JSON = dict[str, Any]
@@ -90,6 +90,10 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+        # What was asked, filled in by Kube for a caller that reports the failure on an object.
+        self.verb = ""
+        self.resource = ""
+        self.object_name = ""
 
     @property
     def not_found(self) -> bool:
@@ -107,11 +111,16 @@ class ApiError(Exception):
     def gone(self) -> bool:
         return self.status == 410
 
+    @property
+    def permanent(self) -> bool:
+        """Invalid (422), malformed (400) or too large (413): the same request gets the same answer."""
+        return self.status in (400, 413, 422)
+
     @classmethod
     def from_response(cls, status: int, body: bytes, headers: Mapping[str, str]) -> ApiError:
         reason, message = "", ""
         try:
-            parsed = json.loads(body) if body else {}
+            parsed = safe_json.loads(body) if body else {}
             reason = str(parsed.get("reason", ""))
             message = str(parsed.get("message", ""))
         except (ValueError, AttributeError):
@@ -204,10 +213,10 @@ class WatchStream(_StreamedBody):
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     if line.strip():
-                        event = json.loads(line)
+                        event = safe_json.loads(line)
                         yield str(event.get("type", "")), event.get("object") or {}
             if buffer.strip():
-                event = json.loads(buffer)
+                event = safe_json.loads(buffer)
                 yield str(event.get("type", "")), event.get("object") or {}
             self._read_to_end = True
         finally:
@@ -310,7 +319,7 @@ class Kube:
                 accept=accept,
                 stream=False,
             )
-            return json.loads(response.data) if response.data else {}
+            return safe_json.loads(response.data) if response.data else {}
 
     def _send(
         self,
@@ -366,6 +375,13 @@ class Kube:
             if stream:
                 response.release_conn()
             error = ApiError.from_response(response.status, data, response.headers)
+            error.verb, error.resource = verb, resource
+            meta = body.get("metadata") if isinstance(body, dict) else None
+            if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+                error.object_name = meta["name"]
+            elif f"/{resource}/" in path:
+                named = path.split(f"/{resource}/", 1)[1].split("/", 1)[0]
+                error.object_name = urllib.parse.unquote(named)
             if response.status == 429 and attempt < self.max_429_retries:
                 attempt += 1
                 time.sleep(min(error.retry_after or 1.0, 30.0))

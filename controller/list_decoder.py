@@ -7,17 +7,19 @@ by item keeps one chunk of the body and one item alive at a time; the informer t
 item before the next is decoded.
 
 The list's own structure (`{"kind": ..., "metadata": ..., "items": [...]}`, keys in any order) is
-walked here; every value inside it is decoded by the C decoder with `raw_decode`.
+walked here; every value inside it is decoded by the C decoder with `raw_decode`, through
+`safe_json`, so an item nested deeper than the decoder can recurse comes back pruned instead of
+ending the LIST.
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-_decoder = json.JSONDecoder()
+from controller import safe_json
+
 _WHITESPACE = " \t\n\r"
 # Compact the text buffer once this much of it has been consumed.
 _COMPACT_AFTER = 1 << 16
@@ -78,8 +80,8 @@ class _Text:
         self.skip_whitespace()
         while True:
             try:
-                value, end = _decoder.raw_decode(self.buffer, self.pos)
-            except json.JSONDecodeError:
+                value, end = safe_json.raw_decode(self.buffer, self.pos)
+            except ValueError:
                 if not self._grow():
                     raise
                 continue

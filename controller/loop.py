@@ -3,7 +3,8 @@
 Mirrors controller-runtime's controller: success forgets the key's backoff; RequeueAfter forgets and
 re-adds after the delay; an error requeues with the rate limiter; a TerminalError is not requeued;
 an unexpected exception is a "panic": counted, logged with its traceback, and requeued like an
-error, so one bad object never takes a worker down.
+error, so one bad object never takes a worker down. An API error no retry can cure (400, 413, 422)
+is treated like a TerminalError.
 """
 
 from __future__ import annotations
@@ -107,6 +108,17 @@ class Loop:
                 self._errors.inc()
                 self.queue.forget(key)
                 log.error("reconcile failed permanently: %s", exc)
+            except ApiError as exc:
+                outcome = "error"
+                self._errors.inc()
+                if exc.permanent:
+                    # The request would be refused the same way again: no retry until the next event.
+                    self._terminal_errors.inc()
+                    self.queue.forget(key)
+                    log.error("reconcile failed permanently, the API server refuses the request: %s", exc)
+                else:
+                    log.warning("reconcile failed, will retry: %s", exc)
+                    self.queue.add_rate_limited(key)
             except Exception as exc:
                 outcome = "error"
                 self._errors.inc()

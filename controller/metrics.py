@@ -205,6 +205,12 @@ cached_objects = Gauge(
     ["kind"],
     registry=REGISTRY,
 )
+poison_objects_total = Counter(
+    "agentic_operator_poison_objects_total",
+    "Objects the caches could not hold whole (too deeply nested, unreadable): kept as metadata only.",
+    ["kind"],
+    registry=REGISTRY,
+)
 events_dropped_total = Counter(
     "agentic_operator_events_dropped_total",
     "Kubernetes Events dropped because the event queue was full (the API server was far behind).",

@@ -4,11 +4,25 @@ These strings are a compatibility contract: the backend finds children by these 
 these annotations, so they must match the original operator byte for byte. Names derived from a
 session name are bounded to 63 characters because Job, Service and label values cannot be longer,
 and the original operator failed silently on long names.
+
+How a session name maps to valid child names, whatever the name:
+- The API server admits a session name that is a DNS-1123 subdomain: lowercase letters, digits,
+  '-' and '.', at most 253 characters, each dot-separated part starting and ending alphanumeric.
+- Length: every child name and the session label value are cut to 63 characters with a stable hash
+  suffix (bounded_name), a deterministic mapping that keeps distinct names distinct.
+- Dots: valid in the names of the PVC, ServiceAccount, Role, RoleBinding, Secret, Job and pods (all
+  DNS-1123 subdomains or path segments) and in label values, so those names are kept as they are.
+  Services need a DNS-1035 label (no dots), and the backend reaches the runner through the Service
+  `session-<name>` (http://session-<name>.<namespace>.svc...) by that exact name; any other name
+  would leave the runner unreachable while its session claimed to run. So a session whose name has a
+  dot (or, from a non-conforming API server, any character outside [a-z0-9.-]) is not mapped: it
+  fails at once with InvalidName, before anything is created (name_problem).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 # The custom resource.
 GROUP = "vteam.ambient-code"
@@ -73,6 +87,36 @@ def bounded_name(name: str, limit: int = 63) -> str:
     if not prefix:
         return digest
     return f"{prefix}-{digest}"
+
+
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_SESSION_NAME = 253
+
+
+def is_session_name(text: str) -> bool:
+    """Whether the API server would admit `text` as a session's name (a DNS-1123 subdomain)."""
+    return len(text) <= MAX_SESSION_NAME and _SUBDOMAIN.fullmatch(text) is not None
+
+
+def name_problem(session_name: str) -> str | None:
+    """Why children cannot be named after this session (see the module docstring), or None.
+
+    The message never repeats the name: it is shown in conditions and Events of the very object.
+    """
+    if not session_name:
+        return "the session has no name"
+    if not is_session_name(session_name):
+        return (
+            "the session name is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', "
+            f"at most {MAX_SESSION_NAME} characters); create the session again under such a name"
+        )
+    if "." in session_name:
+        return (
+            "the session name contains '.', which a Service name cannot: the platform reaches the "
+            "runner through the Service session-<name>, so no runner could be reached; create the "
+            "session again under a name of lowercase letters, digits and '-'"
+        )
+    return None
 
 
 def workspace_pvc_name(session_name: str) -> str:

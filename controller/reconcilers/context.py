@@ -114,7 +114,7 @@ class Context:
         return write_status(self.kube, session, loop, describe, self.recorder, self.remember)
 
     def remember(self, written: Mapping[str, Any]) -> None:
-        self.caches.sessions.store.upsert(self.caches.sessions.spec.transform(dict(written)))
+        self.caches.sessions.remember(dict(written))
 
 
 class Ensured(enum.Enum):

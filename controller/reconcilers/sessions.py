@@ -20,6 +20,7 @@ from controller.names import (
     ANNOTATION_START_REQUESTED_AT,
     ANNOTATION_STOP_REASON,
     ANNOTATION_STOP_REQUESTED_AT,
+    name_problem,
     runner_job_name,
     session_service_name,
 )
@@ -27,10 +28,12 @@ from controller.platform.inactivity import effective_timeout, seconds_left
 from controller.platform.project_settings import SINGLETON, inactivity_timeout_seconds
 from controller.reconcile import Key, Result, sooner
 from controller.reconcilers.annotations import patch_annotations
+from controller.reconcilers.api_errors import report_api_error, server_message
 from controller.reconcilers.context import Context, owned_by
 from controller.reconcilers.provision import LOOP, provision
 from controller.reconcilers.spec import validate_spec
 from controller.status import StatusDraft
+from controller.watchers.quarantine import SPEC_TOO_COMPLEX, rejection
 
 log = logging.getLogger("controller.reconcilers.sessions")
 
@@ -67,14 +70,17 @@ def reconcile(ctx: Context, key: Key) -> Result:
     if phase in c.TERMINAL_PHASES and not _spec_fixed_after_invalid(session, conditions):
         return Result.done()
 
-    problems = validate_spec(session)
-    if problems:
-        return reject_spec(ctx, session, problems)
+    refusal = refuse(session)
+    if refusal is not None:
+        return reject(ctx, session, *refusal)
     try:
         result = provision(ctx, session, conditions)
     except ApiError as exc:
         if exc.conflict:
             raise
+        handled = report_api_error(ctx, session, conditions, exc)
+        if handled is not None:
+            return handled
         report_provisioning_error(ctx, session, exc)
         raise
     if phase == c.RUNNING:
@@ -89,7 +95,7 @@ def _spec_fixed_after_invalid(session: Mapping[str, Any], conditions: Mapping[st
     failed = c.failure(conditions)
     return (
         failed is not None
-        and failed.reason == c.INVALID_SPEC
+        and failed.reason in c.SPEC_REASONS
         and reconciled is not None
         and reconciled.observed_generation != generation
     )
@@ -97,7 +103,7 @@ def _spec_fixed_after_invalid(session: Mapping[str, Any], conditions: Mapping[st
 
 def report_provisioning_error(ctx: Context, session: Mapping[str, Any], exc: ApiError) -> None:
     """An API error while creating children is shown on the session, not only logged; it is retried."""
-    message = f"creating the session's objects failed: {exc.status} {exc.reason}: {exc.message}"[:1024]
+    message = f"creating the session's objects failed: {server_message(exc)}"
 
     def describe(draft: StatusDraft) -> None:
         draft.set_condition(c.RECONCILED, c.FALSE, PROVISIONING_FAILED, message + " (retrying)")
@@ -106,20 +112,39 @@ def report_provisioning_error(ctx: Context, session: Mapping[str, Any], exc: Api
     ctx.recorder.record(session, WARNING, PROVISIONING_FAILED, message)
 
 
-# -- spec ------------------------------------------------------------------------------------------
+# -- what cannot be provisioned --------------------------------------------------------------------
 
 
-def reject_spec(ctx: Context, session: Mapping[str, Any], problems: list[Any]) -> Result:
-    message = "; ".join(f"{p.field}: {p.message}" for p in problems)
+def refuse(session: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when nothing can be provisioned for this session as it is, else None.
+
+    In order: the cache could not hold it whole, its name maps to no valid Service name, its spec
+    is invalid. Each is terminal (Failed) until the session is replaced or its spec edited.
+    """
+    rejected = rejection(session)
+    if rejected is not None:
+        reason, message = rejected
+        return (c.SPEC_TOO_COMPLEX if reason == SPEC_TOO_COMPLEX else c.INVALID_SPEC), message
+    problem = name_problem(str((session.get("metadata") or {}).get("name") or ""))
+    if problem is not None:
+        return c.INVALID_NAME, problem
+    problems = validate_spec(session)
+    if problems:
+        return c.INVALID_SPEC, "; ".join(f"{p.field}: {p.message}" for p in problems)
+    return None
+
+
+def reject(ctx: Context, session: Mapping[str, Any], reason: str, message: str) -> Result:
+    """Fails the session for a cause only a person can fix, with an Event; never retried."""
 
     def describe(draft: StatusDraft) -> None:
-        draft.set_condition(c.RECONCILED, c.FALSE, c.INVALID_SPEC, message)
+        draft.set_condition(c.RECONCILED, c.FALSE, reason, message)
         draft.set("observedGeneration", draft.generation)
         if draft.get("completionTime") is None:
             draft.set("completionTime", c.now_rfc3339())
 
     ctx.write_status(session, LOOP, describe)
-    ctx.recorder.record(session, WARNING, c.INVALID_SPEC, message)
+    ctx.recorder.record(session, WARNING, reason, message)
     return Result.done()
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from controller.names import ANNOTATION_PARENT_SESSION, MAX_SESSION_NAME, is_session_name
+
 MAX_PROMPT_BYTES = 100 * 1024
 MAX_DISPLAY_NAME = 256
 MAX_MODEL = 256
@@ -23,6 +25,14 @@ MAX_MCP_BYTES = 256 * 1024
 MAX_URL = 2048
 MAX_REF = 255
 MAX_PATH = 1024
+# Seconds (timeout, inactivityTimeout) and token counts fit a signed 32-bit number, about 68 years:
+# the Job's activeDeadlineSeconds is timeout plus a grace and must not overflow, and the runner and
+# the work queue's timers read these as ordinary numbers.
+MAX_SECONDS = 2**31 - 1
+MAX_TOKENS = 2**31 - 1
+# userId becomes an annotation of the runner's ServiceAccount and, like displayName, an env var.
+MAX_USER_FIELD = 1024
+MAX_GROUPS = 1000
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_SCHEMES = ("https", "http", "ssh", "git")
@@ -162,7 +172,9 @@ class _Checker:
         if value is not None and not isinstance(value, bool):
             self.add(path, "must be true or false")
 
-    def integer(self, parent: Mapping[str, Any], key: str, path: str, minimum: int) -> None:
+    def integer(
+        self, parent: Mapping[str, Any], key: str, path: str, minimum: int, maximum: int = MAX_SECONDS
+    ) -> None:
         value = parent.get(key)
         if value is None:
             return
@@ -170,6 +182,8 @@ class _Checker:
             self.add(path, "must be a whole number")
         elif value < minimum:
             self.add(path, f"must be at least {minimum}")
+        elif value > maximum:
+            self.add(path, f"must be at most {maximum}")
 
     def obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
         value = parent.get(key)
@@ -259,16 +273,19 @@ def _check_llm(c: _Checker, spec: Mapping[str, Any]) -> None:
             c.add("spec.llmSettings.temperature", "must be a number between 0 and 2")
         elif not 0 <= temperature <= 2:  # also rejects NaN and infinities
             c.add("spec.llmSettings.temperature", "must be between 0 and 2")
-    c.integer(llm, "maxTokens", "spec.llmSettings.maxTokens", minimum=1)
+    c.integer(llm, "maxTokens", "spec.llmSettings.maxTokens", minimum=1, maximum=MAX_TOKENS)
 
 
 def _check_user(c: _Checker, spec: Mapping[str, Any]) -> None:
     user = c.obj(spec, "userContext", "spec.userContext")
     if user is None:
         return
-    c.string(user, "userId", "spec.userContext.userId")
-    c.string(user, "displayName", "spec.userContext.displayName")
+    c.string(user, "userId", "spec.userContext.userId", max_chars=MAX_USER_FIELD)
+    c.string(user, "displayName", "spec.userContext.displayName", max_chars=MAX_USER_FIELD)
     c.string_list(user, "groups", "spec.userContext.groups")
+    groups = user.get("groups")
+    if isinstance(groups, list | tuple) and len(groups) > MAX_GROUPS:
+        c.add("spec.userContext.groups", f"must have at most {MAX_GROUPS} entries")
 
 
 def _check_env(c: _Checker, spec: Mapping[str, Any]) -> None:
@@ -308,6 +325,30 @@ def _check_mcp(c: _Checker, spec: Mapping[str, Any]) -> None:
         c.add("spec.mcpServers", f"must be at most {MAX_MCP_BYTES} bytes as JSON")
 
 
+def _check_parent(c: _Checker, session: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+    """The parent of a continuation names a session: it is used to name a PVC and shown in messages."""
+    meta = session.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    env = spec.get("environmentVariables")
+    sources = (
+        (
+            annotations,
+            ANNOTATION_PARENT_SESSION,
+            f"metadata.annotations[{json.dumps(ANNOTATION_PARENT_SESSION)}]",
+        ),
+        (env, "PARENT_SESSION_ID", "spec.environmentVariables.PARENT_SESSION_ID"),
+    )
+    for source, key, path in sources:
+        value = source.get(key) if isinstance(source, Mapping) else None
+        if not isinstance(value, str) or not value.strip():
+            continue
+        if not is_session_name(value.strip()):
+            c.add(
+                path, f"must name a session (a DNS-1123 subdomain of at most {MAX_SESSION_NAME} characters)"
+            )
+        return
+
+
 def validate_spec(session: Mapping[str, Any]) -> list[SpecProblem]:
     """Every problem found, in field order; an empty list means the operator can act on the spec."""
     if not isinstance(session, Mapping):
@@ -322,6 +363,7 @@ def validate_spec(session: Mapping[str, Any]) -> list[SpecProblem]:
     c.boolean(spec, "stopOnRunFinished", "spec.stopOnRunFinished")
     c.integer(spec, "timeout", "spec.timeout", minimum=0)
     c.integer(spec, "inactivityTimeout", "spec.inactivityTimeout", minimum=0)
+    _check_parent(c, session, spec)
     _check_repos(c, spec)
     _check_workflow(c, spec)
     _check_llm(c, spec)

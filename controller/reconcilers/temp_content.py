@@ -20,6 +20,7 @@ from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_TEMP_CONTENT_LAST_ACCESSED,
     ANNOTATION_TEMP_CONTENT_REQUESTED,
+    name_problem,
     temp_content_pod_name,
     temp_content_service_name,
 )
@@ -44,6 +45,8 @@ def wanted(session: Mapping[str, Any]) -> bool:
         and phase in ELIGIBLE_PHASES
         and annotations.get(ANNOTATION_DESIRED_PHASE) != c.RUNNING
         and not meta.get("deletionTimestamp")
+        # A session whose name maps to no Service name never had a workspace (InvalidName).
+        and name_problem(str(meta.get("name") or "")) is None
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from controller import metrics
 from controller.kube import NAMESPACES, Kube, Resource
 from controller.watchers.informer import Handler, Informer, Transform, WatchSettings, dispatch_existing
+from controller.watchers.quarantine import admit
 from controller.watchers.store import Delta, IndexFunc, Store, strip_managed_fields
 
 log = logging.getLogger("controller.watchers")
@@ -109,6 +110,10 @@ class KindCache:
             if not ok:
                 found.append(f"{self.kind}/{informer.namespace or '*'}: {why}")
         return found
+
+    def remember(self, obj: dict[str, Any]) -> None:
+        """Caches an object our own write returned (a mutation cache), admitted as a watched one."""
+        self.store.upsert(admit(self.kind, obj, self.spec.transform))
 
     # -- reads (objects are frozen; thaw() before changing) ---------------------------------------
 

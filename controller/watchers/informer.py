@@ -7,6 +7,9 @@ relist on 410 and report objects that vanished meanwhile as deletions, back off 
 30 s with jitter (reset after 2 minutes of health), honour Retry-After on 429, ask the server for a
 random 5-10 minute timeout, and replace a stream that has been silent longer than the inactivity
 timeout (the socket read timeout fires, since urllib3 has no HTTP/2 pings).
+
+Every object is admitted through quarantine.admit: one that cannot be transformed or frozen is kept
+in a reduced form and the rest of the LIST or watch goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,8 @@ import urllib3
 
 from controller import metrics
 from controller.kube import ApiError, Kube, Resource, WatchStream
-from controller.watchers.store import Delta, Store
+from controller.watchers.quarantine import admit
+from controller.watchers.store import Delta, Store, metadata_of
 
 log = logging.getLogger("controller.watchers")
 
@@ -201,7 +205,7 @@ class Informer:
         self._dispatch_all(deltas)
         self.synced.set()
 
-    def _listed_items(self, first: bool, listed: dict[str, str]) -> Iterator[dict[str, Any]]:
+    def _listed_items(self, first: bool, listed: dict[str, str]) -> Iterator[Mapping[str, Any]]:
         """Every item of the LIST, trimmed as it is decoded, so the untrimmed list never exists at once.
 
         The first LIST is served from the watch cache (RV "0"); after 410 a consistent, paged read.
@@ -219,7 +223,7 @@ class Informer:
                 metadata_only=self.metadata_only,
             )
             for item in listing:
-                yield self.transform(item) if self.transform is not None else item
+                yield admit(self.resource.kind, item, self.transform)
             meta = listing.metadata
             token = meta.get("continue") or None
             if not token:
@@ -264,18 +268,17 @@ class Informer:
             if code == 410:
                 raise _Gone()
             raise ApiError(code, str(obj.get("reason", "")), str(obj.get("message", "")))
-        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        rv = str(metadata_of(obj).get("resourceVersion", ""))
         if event_type == "BOOKMARK":
             if rv:
                 self.resource_version = rv
             return
-        if self.transform is not None:
-            obj = self.transform(obj)
+        admitted = admit(self.resource.kind, obj, self.transform)
         delta: Delta | None
         if event_type == "DELETED":
-            delta = self.store.delete(obj)
+            delta = self.store.delete(admitted)
         elif event_type in ("ADDED", "MODIFIED"):
-            delta = self.store.upsert(obj)
+            delta = self.store.upsert(admitted)
         else:
             log.warning("informer %s: unknown event type %r", self.resource.plural, event_type)
             return

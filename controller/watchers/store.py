@@ -9,10 +9,15 @@ and a mutation attempt fails loudly at the caller instead of silently changing s
 from __future__ import annotations
 
 import builtins
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn
+
+from controller.safe_json import MAX_DEPTH
+
+log = logging.getLogger("controller.watchers")
 
 Key = tuple[str, str]
 IndexFunc = Callable[[Mapping[str, Any]], Iterable[str]]
@@ -50,13 +55,20 @@ EMPTY = FrozenDict()  # every empty mapping in the cache is this one
 INTERN_MAX_LENGTH = 128
 
 
-def freeze(value: Any) -> Any:
+class TooComplex(ValueError):
+    """An object nests deeper than the cache holds (safe_json.MAX_DEPTH); see quarantine.py."""
+
+
+def freeze(value: Any, _depth: int = 0) -> Any:
     """Deep-freezes JSON-like data, interning keys and short strings.
 
     The same strings repeat across thousands of cached objects: every key, a session's name and uid in
     each child's labels and owner reference, namespaces, timestamps of one burst, condition reasons
     and messages. Interning stores each once (interned strings are freed with their last user).
     resourceVersions are all different, so strings of digits are left alone.
+
+    Containers nested deeper than MAX_DEPTH raise TooComplex rather than recursing on: the depth of
+    a cached object is chosen by whoever wrote it, and the interpreter's stack is not.
     """
     kind = type(value)
     if kind is str:
@@ -66,13 +78,21 @@ def freeze(value: Any) -> Any:
     if kind is FrozenDict:
         return value
     if isinstance(value, dict):
+        if _depth >= MAX_DEPTH:
+            raise TooComplex(f"nested deeper than {MAX_DEPTH} levels")
         if not value:
             return EMPTY
         result = FrozenDict()
-        dict.update(result, {sys.intern(k) if type(k) is str else k: freeze(v) for k, v in value.items()})
+        inner = _depth + 1
+        dict.update(
+            result, {sys.intern(k) if type(k) is str else k: freeze(v, inner) for k, v in value.items()}
+        )
         return result
     if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
+        if _depth >= MAX_DEPTH:
+            raise TooComplex(f"nested deeper than {MAX_DEPTH} levels")
+        inner = _depth + 1
+        return tuple(freeze(v, inner) for v in value)
     return value
 
 
@@ -85,8 +105,14 @@ def thaw(value: Any) -> Any:
     return value
 
 
+def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An object's metadata, or an empty mapping when it has none (or something else in its place)."""
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else EMPTY
+
+
 def object_key(obj: Mapping[str, Any]) -> Key:
-    meta = obj.get("metadata") or {}
+    meta = metadata_of(obj)
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
@@ -125,9 +151,16 @@ class Store:
         self._indexes: dict[str, dict[str, frozenset[Key]]] = {name: {} for name in self._indexers}
 
     def _index_values(self, obj: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+        """An index function that fails on an object leaves it out of that index, nothing more."""
         if obj is None:
             return []
-        return [(name, sys.intern(value)) for name, func in self._indexers.items() for value in func(obj)]
+        found: list[tuple[str, str]] = []
+        for name, func in self._indexers.items():
+            try:
+                found.extend((name, sys.intern(value)) for value in func(obj) if type(value) is str)
+            except Exception:
+                log.warning("index %s failed on %s/%s", name, *object_key(obj), exc_info=True)
+        return found
 
     def _put(self, key: Key, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> None:
         """Sets one object, keeping its index entries consistent for lock-free readers."""
@@ -234,7 +267,7 @@ def _older(candidate: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
 
 
 def _resource_version(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+    return str(metadata_of(obj).get("resourceVersion", ""))
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

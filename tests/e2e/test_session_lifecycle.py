@@ -384,14 +384,14 @@ def test_refused_child_is_reported_not_only_logged(
         kube,
         namespace,
         "quota",
-        lambda s: condition_of(s, "Reconciled").get("reason") == "ProvisioningFailed",
-        what="Reconciled=False/ProvisioningFailed",
+        lambda s: condition_of(s, "Reconciled").get("reason") == "ProvisioningForbidden",
+        what="Reconciled=False/ProvisioningForbidden",
     )
     message = condition_of(session, "Reconciled")["message"]
     assert "403" in message and "persistentvolumeclaims" in message, message
-    event = wait_event(kube, namespace, "quota", "ProvisioningFailed")
+    event = wait_event(kube, namespace, "quota", "ProvisioningForbidden")
     assert event["type"] == "Warning"
-    # Lifting the quota lets the retry (with backoff) succeed: nothing is lost.
+    # Lifting the quota lets the retry (after a growing delay) succeed: nothing is lost.
     kube.delete(quotas, namespace, "no-volumes")
     wait_session(kube, namespace, "quota", phase_is("Running"), timeout=90)
 
