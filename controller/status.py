@@ -45,8 +45,26 @@ class StatusDraft:
             raise ValueError(f"loop {self.loop} does not own condition {kind}")
 
     def set_condition(self, kind: str, status: str, reason: str, message: str = "") -> None:
+        """Sets an owned condition; Reconciled is skipped unless this loop owns it in this phase."""
         self._check_owner(kind)
+        if kind == c.RECONCILED and not self.owns_reconciled:
+            return
         self._put(kind, status, reason, message)
+
+    @property
+    def owns_reconciled(self) -> bool:
+        return c.reconciled_owner(self.old_phase) == self.loop
+
+    def set_reconciled(
+        self, status: str, reason: str, message: str, observed_generation: int | None = None
+    ) -> None:
+        """Reconciled, and status.observedGeneration when the generation was fully applied; both
+        only by the loop that owns them in the session's current phase (conditions.reconciled_owner)."""
+        if not self.owns_reconciled:
+            return
+        self.set_condition(c.RECONCILED, status, reason, message)
+        if observed_generation is not None:
+            self.set("observedGeneration", observed_generation)
 
     def _put(self, kind: str, status: str, reason: str, message: str) -> None:
         """lastTransitionTime moves only when the status does; observedGeneration is the current one."""

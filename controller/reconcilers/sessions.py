@@ -62,6 +62,9 @@ def reconcile(ctx: Context, key: Key) -> Result:
         return Result.done()
 
     problems = validate_spec(session)
+    if problems and phase == c.RUNNING:
+        # The runner keeps the last valid spec; runner sync reports the refused edit.
+        return inactivity(ctx, session)
     if problems:
         return reject_spec(ctx, session, problems)
     try:
@@ -107,8 +110,7 @@ def reject_spec(ctx: Context, session: Mapping[str, Any], problems: list[Any]) -
     message = "; ".join(f"{p.field}: {p.message}" for p in problems)
 
     def describe(draft: StatusDraft) -> None:
-        draft.set_condition(c.RECONCILED, c.FALSE, c.INVALID_SPEC, message)
-        draft.set("observedGeneration", draft.generation)
+        draft.set_reconciled(c.FALSE, c.INVALID_SPEC, message, draft.generation)
         if draft.get("completionTime") is None:
             draft.set("completionTime", c.now_rfc3339())
 
