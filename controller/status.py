@@ -19,6 +19,7 @@ from controller.events import NORMAL, WARNING, EventRecorder
 from controller.kube import SESSIONS, Kube
 from controller.names import ANNOTATION_DESIRED_PHASE
 from controller.retry import patch_with_retry
+from controller.watchers.store import thaw
 
 log = logging.getLogger("controller.status")
 
@@ -139,7 +140,8 @@ class StatusDraft:
         if phase != self.old_phase:
             status["phase"] = phase
         for field, value in self._fields.items():
-            if self.current.get(field, _ABSENT if value is not None else None) != value:
+            # The cached status is frozen (lists are tuples): compare it thawed.
+            if thaw(self.current.get(field, _ABSENT if value is not None else None)) != value:
                 status[field] = value
         return {"status": status} if status else None
 

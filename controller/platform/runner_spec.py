@@ -127,7 +127,7 @@ def recorded_repos(status: Mapping[str, Any]) -> list[dict[str, Any]]:
     raw = status.get("reconciledRepos")
     return (
         [dict(r) for r in raw if isinstance(r, Mapping) and _text(r.get("url"))]
-        if isinstance(raw, list)
+        if isinstance(raw, list | tuple)
         else []
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,7 @@ class SyncState:
 
     def __init__(self) -> None:
         self._failures: dict[Key, int] = {}
+        self._not_before: dict[Key, tuple[float, int]] = {}  # (monotonic time, generation)
         self._pending: set[Key] = set()
         self._lock = threading.Lock()
         runner_metrics.runner_sync_pending.set_function(self.pending_count)
@@ -55,16 +57,28 @@ class SyncState:
         with self._lock:
             return len(self._pending)
 
-    def retry_after(self, key: Key, longest: float) -> float:
+    def retry_after(self, key: Key, longest: float, generation: int) -> float:
         with self._lock:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
             self._pending.add(key)
-        return float(min(RETRY_BASE * 2 ** (failures - 1), longest))
+            wait = float(min(RETRY_BASE * 2 ** (failures - 1), longest))
+            self._not_before[key] = (time.monotonic() + wait, generation)
+        return wait
+
+    def wait_left(self, key: Key, generation: int) -> float:
+        """Seconds until a retry is due; 0 when due, or when the spec changed since (a new edit is
+        tried at once). Our own status writes wake the loop too: this keeps them from being retries."""
+        with self._lock:
+            due = self._not_before.get(key)
+        if due is None or due[1] != generation:
+            return 0.0
+        return max(0.0, due[0] - time.monotonic())
 
     def settled(self, key: Key) -> None:
         with self._lock:
             self._failures.pop(key, None)
+            self._not_before.pop(key, None)
             self._pending.discard(key)
 
 
@@ -87,6 +101,9 @@ def reconcile(ctx: Context, client: RunnerClient, state: SyncState, key: Key) ->
         state.settled(key)
         refuse_edit(ctx, session, [f"{p.field}: {p.message}" for p in problems])
         return Result.done()
+    left = state.wait_left(key, int((session.get("metadata") or {}).get("generation") or 0))
+    if left > 0:
+        return Result.after(left)
     return sync(ctx, client, state, key, session, status or {})
 
 
@@ -106,6 +123,11 @@ def sync(
         return client.post(namespace, name, path, body)
 
     conditions = c.parse_conditions(status)
+    log.debug(
+        "sync from resourceVersion %s: repos %s",
+        (session.get("metadata") or {}).get("resourceVersion"),
+        [(r.get("name"), r.get("status")) for r in status.get("reconciledRepos") or ()],
+    )
     repos = steps.sync_repos(status, desired_repos(session), post, now)
     workflow = steps.sync_workflow(status, desired_workflow(session), post, now)
     model = steps.sync_model(
@@ -145,7 +167,7 @@ def sync(
         ctx.recorder.record(session, WARNING, "ModelRejected", model.rejected)
     retry = repos.retry or workflow.retry or model.retry
     if retry:
-        wait = state.retry_after(key, ctx.config.runner_sync_retry_max)
+        wait = state.retry_after(key, ctx.config.runner_sync_retry_max, generation)
         log.info("runner sync pending (%s); retrying in %.0fs", "; ".join(pending) or "confirming", wait)
         return Result.after(wait)
     state.settled(key)
