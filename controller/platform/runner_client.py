@@ -145,7 +145,9 @@ class RunnerClient:
                 body=json.dumps(dict(body)).encode(),
                 headers={"Content-Type": "application/json", TOKEN_HEADER: token},
             )
-        except urllib3.exceptions.TimeoutError:
+        except urllib3.exceptions.ReadTimeoutError:
+            # Sent, but not answered in time (a long clone): the runner has the request. A connect
+            # timeout or refusal (NewConnectionError is a ConnectTimeoutError) never reached it.
             code_label = "timeout"
             answer = Answer(
                 0, f"no answer from the runner within {self.config.runner_timeout:g}s", timed_out=True
