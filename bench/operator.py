@@ -29,7 +29,7 @@ from bench.measure import (
 from bench.provision import RUNNER_CPU_REQUEST, RUNNER_IMAGE, RUNNER_MEMORY_REQUEST
 
 REPO = Path(__file__).resolve().parent.parent
-LOOPS = ("sessions", "jobs", "temp-content", "token-secrets")
+LOOPS = ("sessions", "jobs", "temp-content", "token-secrets", "runner-sync")
 
 
 def free_port() -> int:

@@ -48,6 +48,15 @@ def repo_name(url: str) -> str:
     return tail.removesuffix(".git")
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base-2`, `base-3`... when taken (two repos would share a directory); marks it taken."""
+    name, suffix = base, 2
+    while name in taken:
+        name, suffix = f"{base}-{suffix}", suffix + 1
+    taken.add(name)
+    return name
+
+
 def desired_repos(session: Mapping[str, Any]) -> list[Repo]:
     """spec.repos de-duplicated by URL (the last entry wins, in its own position); names unique.
 
@@ -67,11 +76,7 @@ def desired_repos(session: Mapping[str, Any]) -> list[Repo]:
         url = _text(entry.get("url"))
         if not url or last[url] != index:
             continue
-        base = repo_name(url) or f"repo-{index + 1}"
-        name, suffix = base, 2
-        while name in taken:
-            name, suffix = f"{base}-{suffix}", suffix + 1
-        taken.add(name)
+        name = unique_name(repo_name(url) or f"repo-{index + 1}", taken)
         repos.append(Repo(url, _text(entry.get("branch")) or DEFAULT_BRANCH, name))
     return repos
 

@@ -86,6 +86,15 @@ def _running(kube: Kube, namespace: str, name: str, **kwargs: Any) -> dict[str, 
     return wait_session(kube, namespace, name, phase_is("Running"), what="phase Running")
 
 
+def _synced_start(
+    start: OperatorFactory, kube: Kube, namespace: str, double: RunnerDouble, name: str
+) -> dict[str, Any]:
+    """An operator talking to the double, and a session of `name` Running with generation 1 applied."""
+    _operator(start, namespace, double)
+    _running(kube, namespace, name)
+    return wait_session(kube, namespace, name, _synced(1))
+
+
 def test_repos_add_remove_rebranch_make_exactly_the_calls(
     kube: Kube, namespace: str, start_operator: OperatorFactory, double: RunnerDouble
 ) -> None:
@@ -135,9 +144,7 @@ def test_repos_add_remove_rebranch_make_exactly_the_calls(
 def test_a_failing_clone_is_failed_then_retried_until_ready(
     kube: Kube, namespace: str, start_operator: OperatorFactory, double: RunnerDouble
 ) -> None:
-    _operator(start_operator, namespace, double)
-    _running(kube, namespace, "clone")
-    wait_session(kube, namespace, "clone", _synced(1))
+    _synced_start(start_operator, kube, namespace, double, "clone")
     double.fail(
         namespace, "clone", "/repos/add", Fault(500, f"Failed to clone repository: {REPO_A}", times=2)
     )
@@ -165,9 +172,8 @@ def test_a_failing_clone_is_failed_then_retried_until_ready(
 def test_workflow_set_changed_removed_and_applied_after_the_runner_returns(
     kube: Kube, namespace: str, start_operator: OperatorFactory, double: RunnerDouble
 ) -> None:
-    _operator(start_operator, namespace, double)
-    _running(kube, namespace, "flow")
-    session = wait_session(kube, namespace, "flow", _synced(1))
+    _synced_start(start_operator, kube, namespace, double, "flow")
+    session = kube.get(SESSIONS, namespace, "flow")
     assert condition_of(session, "WorkflowReconciled")["reason"] == "NotConfigured"
     assert double.calls_for(namespace, "flow") == []  # nothing to tell the runner
 
@@ -311,9 +317,7 @@ def test_a_burst_of_edits_converges_to_the_last_spec(
 def test_an_invalid_edit_leaves_the_runner_running_until_fixed(
     kube: Kube, namespace: str, start_operator: OperatorFactory, double: RunnerDouble
 ) -> None:
-    _operator(start_operator, namespace, double)
-    _running(kube, namespace, "edit")
-    wait_session(kube, namespace, "edit", _synced(1))
+    _synced_start(start_operator, kube, namespace, double, "edit")
     # Valid for the CRD schema, not for the operator: the whole edit is refused, the repo included.
     invalid = {"repos": [{"url": REPO_A}], "environmentVariables": {"1-NOT-A-NAME": "x"}}
     generation = _edit(kube, namespace, "edit", invalid)
