@@ -55,9 +55,16 @@ class Step:
     called: bool = False
 
 
-def _failed_entry(base: Mapping[str, Any], answer: Answer, what: str) -> dict[str, Any]:
+def _told_at_start(prior: Mapping[str, Any] | None, answer: Answer) -> bool:
+    """The runner got it in its env (Cloning) and is just not answering yet (it is starting)."""
+    return prior is not None and prior.get("status") == "Cloning" and answer.code == 0
+
+
+def _failed_entry(
+    base: Mapping[str, Any], answer: Answer, what: str, prior: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     entry = {k: v for k, v in base.items() if k not in ("clonedAt", "message")}
-    if answer.timed_out:
+    if answer.timed_out or _told_at_start(prior, answer):
         entry.update(status="Cloning", message=f"{what}: {answer.describe()}; checking again")
     else:
         entry.update(status="Failed", message=f"{what} failed: {answer.describe()}")
@@ -81,10 +88,16 @@ def sync_repos(status: Mapping[str, Any], desired: list[Repo], post: Post, now: 
             entries.append(dict(by_url[repo.url]))
             continue
         answer = post("/repos/add", base)
+        prior = by_url.get(repo.url)
+        same = (
+            prior
+            if prior is not None and (prior.get("branch"), prior.get("name")) == (repo.branch, repo.name)
+            else None
+        )
         entries.append(
             {**base, "status": "Ready", "clonedAt": now}
             if answer.ok
-            else _failed_entry(base, answer, "clone")
+            else _failed_entry(base, answer, "clone", same)
         )
     entries += leftovers
     step.fields["reconciledRepos"] = entries or None
@@ -128,6 +141,18 @@ def sync_workflow(status: Mapping[str, Any], desired: Workflow, post: Post, now:
     elif answer.ok:
         step.fields["reconciledWorkflow"] = None
         step.condition = (c.TRUE, NOT_CONFIGURED, "workflow removed from the runner")
+    elif desired.git_url and workflow_matches(desired, recorded) and _told_at_start(recorded, answer):
+        step.fields["reconciledWorkflow"] = {
+            **body,
+            "status": "Cloning",
+            "message": f"{answer.describe()}; checking again",
+        }
+        step.condition = (
+            c.FALSE,
+            CLONING,
+            f"waiting for the runner to confirm the workflow: {answer.describe()}",
+        )
+        step.retry = True
     else:
         base = (
             body

@@ -185,3 +185,19 @@ def test_an_invalid_edit_of_a_running_session_is_not_a_failure() -> None:
     assert c.derive_phase({c.RECONCILED: invalid, c.RUNNER_STARTED: started}, None) == c.RUNNING
     assert c.derive_phase({c.RECONCILED: invalid}, None) == c.FAILED
     assert c.reconciled_owner(c.RUNNING) == "runner-sync" and c.reconciled_owner(c.CREATING) == "sessions"
+
+
+def test_a_runner_still_starting_leaves_what_its_env_gave_it_cloning() -> None:
+    down = FakeRunner({"/repos/add": Answer(0, "runner not reachable"), "/workflow": Answer(0, "refused")})
+    told = {
+        "reconciledRepos": [{"url": "https://h/a", "branch": "main", "name": "a", "status": "Cloning"}],
+        "reconciledWorkflow": {"gitUrl": "https://h/f", "branch": "main", "path": "", "status": "Cloning"},
+    }
+    repos = steps.sync_repos(told, [Repo("https://h/a", "main", "a")], down, NOW)
+    assert repos.fields["reconciledRepos"][0]["status"] == "Cloning" and repos.retry and not repos.pending
+    workflow = steps.sync_workflow(told, Workflow("https://h/f", "main", ""), down, NOW)
+    assert workflow.fields["reconciledWorkflow"]["status"] == "Cloning" and workflow.retry
+    assert not workflow.pending
+    # A repo the runner never had is Failed when the runner cannot be reached.
+    fresh = steps.sync_repos(told, [Repo("https://h/b", "main", "b")], down, NOW)
+    assert [e["status"] for e in fresh.fields["reconciledRepos"]] == ["Failed"] and fresh.pending
