@@ -140,6 +140,9 @@ def sync(
         now,
     )
     pending = [s.pending for s in (repos, workflow, model) if s.pending]
+    if _nothing_to_tell(status, conditions, generation, (repos, workflow, model)):
+        state.settled(key)
+        return Result.done()
 
     def describe(draft: StatusDraft) -> None:
         for step in (repos, workflow, model):
@@ -172,6 +175,26 @@ def sync(
         return Result.after(wait)
     state.settled(key)
     return Result.done()
+
+
+def _nothing_to_tell(
+    status: Mapping[str, Any],
+    conditions: Mapping[str, c.Condition],
+    generation: int,
+    done: tuple[steps.Step, ...],
+) -> bool:
+    """A runner started from this very generation with nothing to confirm (no repo, no workflow,
+    the model of its env): the sessions loop's Reconciled=True already says it all, and a status
+    write per new session would only cost a request."""
+    reconciled = conditions.get(c.RECONCILED)
+    return (
+        not any(s.called or s.pending or s.rejected or s.retry for s in done)
+        and not any(k in conditions for k in (c.REPOS_RECONCILED, c.WORKFLOW_RECONCILED, c.MODEL_RECONCILED))
+        and reconciled is not None
+        and reconciled.is_true
+        and reconciled.observed_generation == generation
+        and status.get("observedGeneration") == generation
+    )
 
 
 def refuse_edit(ctx: Context, session: Mapping[str, Any], problems: list[str]) -> None:
