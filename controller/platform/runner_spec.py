@@ -114,7 +114,7 @@ def started_status(session: Mapping[str, Any], config: OperatorConfig, now: str)
             for r in desired_repos(session)
         ]
         or None,
-        "reconciledModel": {"model": desired_model(session, config), "status": "Active", "appliedAt": now},
+        "reconciledModel": {"model": desired_model(session, config), "status": "Applied", "appliedAt": now},
     }
     workflow = desired_workflow(session)
     fields["reconciledWorkflow"] = (

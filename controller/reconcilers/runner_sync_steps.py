@@ -192,7 +192,7 @@ def sync_model(
     answer = post("/model", {"model": want})
     step = Step(called=True)
     if answer.ok:
-        step.fields["reconciledModel"] = {"model": want, "status": "Active", "appliedAt": now}
+        step.fields["reconciledModel"] = {"model": want, "status": "Applied", "appliedAt": now}
         step.condition = (c.TRUE, APPLIED, f"the runner switched to model {want} ({answer.detail or 'ok'})")
     elif answer.code == 400:
         message = f"model {want} rejected: {answer.describe()}; the runner keeps model {have or 'unknown'}"
