@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ log = logging.getLogger("controller.platform.runner_client")
 TOKEN_HEADER = "X-Ambient-Session-Token"
 AGUI_PORT_NAME = "agui"
 _DETAIL_LIMIT = 200
+_ADDRESS = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:? ?")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ def _short(text: str) -> str:
     """A runner message as shown in status: one line, bounded (it may echo user input)."""
     line = " ".join(str(text).split())
     return line if len(line) <= _DETAIL_LIMIT else line[: _DETAIL_LIMIT - 3] + "..."
+
+
+def _stable(exc: Exception) -> str:
+    """The error without object addresses, so the same failure reads the same on every retry (a
+    changing message would rewrite the condition each time)."""
+    return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")
 
 
 def runner_port(services: KindCache, namespace: str, name: str, default: int) -> int:
@@ -153,7 +161,7 @@ class RunnerClient:
                 0, f"no answer from the runner within {self.config.runner_timeout:g}s", timed_out=True
             )
         except urllib3.exceptions.HTTPError as exc:
-            answer = Answer(0, f"runner not reachable: {_short(type(exc).__name__ + ': ' + str(exc))}")
+            answer = Answer(0, f"runner not reachable: {_short(_stable(exc))}")
         else:
             code_label = str(response.status)
             answer = _answer(response.status, response.data)

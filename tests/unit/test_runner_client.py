@@ -112,6 +112,7 @@ def test_no_answer_is_code_zero_with_a_reason() -> None:
     runner = client(FakeKube(), "http://127.0.0.1:1/{namespace}/{name}")
     answer = runner.post("ns", "s", "/repos/add", {"url": "u"})
     assert answer.code == 0 and not answer.ok and "not reachable" in answer.describe()
+    assert "0x" not in answer.detail and answer == runner.post("ns", "s", "/repos/add", {"url": "u"})
 
 
 def test_url_template_is_validated() -> None:
