@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         "are measured (default: %(default)s)",
     )
     add(
+        "--repos-edit",
+        type=int,
+        default=defaults.repos_edit,
+        help="Running sessions given a repos edit at once after the idle window; the time until every "
+        "one shows ReposReconciled=True (the runner double confirmed it) is measured "
+        "(default: %(default)s)",
+    )
+    add(
         "--workers-sessions",
         type=positive_int,
         default=workers.sessions,
@@ -164,6 +172,7 @@ def options_from(argv: Sequence[str]) -> Options:
         namespaces=args.namespaces,
         settle=args.settle,
         idle_window=args.idle_window,
+        repos_edit=args.repos_edit,
         workers=Workers(
             sessions=args.workers_sessions,
             jobs=args.workers_jobs,

@@ -29,7 +29,7 @@ from bench.measure import (
 from bench.provision import RUNNER_CPU_REQUEST, RUNNER_IMAGE, RUNNER_MEMORY_REQUEST
 
 REPO = Path(__file__).resolve().parent.parent
-LOOPS = ("sessions", "jobs", "temp-content", "token-secrets")
+LOOPS = ("sessions", "jobs", "temp-content", "token-secrets", "runner-sync")
 
 
 def free_port() -> int:
@@ -67,7 +67,15 @@ class Workers:
 class OperatorProcess:
     """`python -m controller run` scoped to the benchmark's namespaces, leader election off."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], workers: Workers, log_path: Path):
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: list[str],
+        workers: Workers,
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+    ):
+        self.extra_args = extra_args
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.workers = workers
@@ -107,6 +115,7 @@ class OperatorProcess:
             "--log-level",
             "info",
             *self.workers.args(),
+            *self.extra_args,
         ]
 
     @property

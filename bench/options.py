@@ -18,6 +18,7 @@ class Options:
     namespaces: int = 10
     settle: float = 15.0
     idle_window: float = 300.0
+    repos_edit: int = 100
     workers: Workers = field(default_factory=Workers)
     concurrency: int | None = None
     scale_only: bool = False

@@ -228,11 +228,36 @@ def _burst_rows(results: dict[str, Any]) -> list[dict[str, str]]:
             "0",
             _verdict(idle["gets_and_lists"] == 0),
         ),
+        _row(
+            "Idle: runner HTTP calls",
+            f"{idle.get('runner_calls', 0):.0f}",
+            "0",
+            _verdict(idle.get("runner_calls", 0) == 0),
+        ),
+        *_repos_edit_rows(results),
         _row("Operator peak RSS during the burst", f"{res['peak_rss_mib_burst']:.1f} MiB"),
         _row(
             "Operator CPU: burst / idle window",
             f"{res['cpu_seconds_burst']:.1f} s / {res['cpu_seconds_idle']:.2f} s "
             f"({res['cpu_percent_idle']:.2f}% of a core idle)",
+        ),
+    ]
+
+
+def _repos_edit_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    edit = (results.get("runner_sync") or {}).get("repos_edit")
+    if not edit:
+        return []
+    seconds = edit["seconds_to_all_repos_reconciled"]
+    return [
+        _row(
+            f"Repos edit on {edit['sessions']} Running sessions at once: until all ReposReconciled=True",
+            "not reached" if seconds is None else f"{seconds:.1f} s",
+            "all reconciled",
+            _verdict(seconds is not None),
+        ),
+        _row(
+            "Repos edit: runner /repos/add calls", f"{edit['runner_repos_add_calls']}", f"{edit['sessions']}"
         ),
     ]
 

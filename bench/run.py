@@ -34,8 +34,10 @@ from bench.measure import delta, failed_by_code, reads, requests_by_verb
 from bench.operator import OperatorProcess, cold_start
 from bench.options import Options
 from bench.provision import CREATES_PER_SESSION, session_names
+from bench.runner_edit import run_repos_edit, runner_calls
 from bench.scale import run_scale
 from controller.kube import EVENTS, SESSIONS, Kube
+from tests.e2e.runner_double import RunnerDouble
 
 Say = Callable[[str], None]
 
@@ -112,6 +114,7 @@ def _parameters(options: Options) -> dict[str, Any]:
         "namespaces": options.namespaces,
         "settle": options.settle,
         "idle_window": options.idle_window,
+        "repos_edit": options.repos_edit,
         "workers": asdict(options.workers),
         "concurrency": options.effective_concurrency,
         "scale_only": options.scale_only,
@@ -139,7 +142,15 @@ def _full(
     n, concurrency = options.sessions, options.effective_concurrency
     namespaces = _namespaces(kube, made, run_id, "op", options.namespaces, managed=True)
     made.nodes += add_kwok_nodes(kube, n + 20, f"bench-{run_id}-node")
-    operator = OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / "operator.log").start()
+    # Runners are kwok fakes: the runner double answers their HTTP API, so runner sync is measured too.
+    double = RunnerDouble(kube).start()
+    operator = OperatorProcess(
+        kubeconfig,
+        namespaces,
+        options.workers,
+        log_dir / "operator.log",
+        ("--runner-url-template", double.url_template),
+    ).start()
     try:
         operator.wait_ready(120)
         before, p0 = operator.metrics(), operator.sample()
@@ -158,8 +169,13 @@ def _full(
         _sleep_watching(options.idle_window, operator)
         idle_after, p3 = operator.metrics(), operator.sample()
         running_at_end = _count_running(kube, namespaces)
+        edit_keys = session_names(n, namespaces)[: options.repos_edit]
+        say(f"runner sync: a repos edit on {len(edit_keys)} Running sessions at once")
+        repos_edit = run_repos_edit(kube, edit_keys, double, concurrency, options.wait_timeout)
+        say(f"runner sync: all ReposReconciled in {repos_edit['seconds_to_all_repos_reconciled']}s")
     finally:
         operator.stop()
+        double.stop()
     say("cold start: restarting the operator")
     restarted = OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / "operator-cold-start.log")
     try:
@@ -203,8 +219,10 @@ def _full(
                 "writes": sum(
                     v for k, v in idle_requests.items() if k.split(" ", 1)[0] not in ("get", "list", "watch")
                 ),
+                "runner_calls": runner_calls(idle_after) - runner_calls(idle_before),
             },
         },
+        "runner_sync": {"repos_edit": repos_edit},
         "resources": {
             "peak_rss_mib_burst": round(p1.peak_rss_mib, 1),
             "rss_mib_after_burst": round(p1.rss_mib, 1),

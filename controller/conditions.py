@@ -35,12 +35,18 @@ RUNNER_STARTED = "RunnerStarted"  # jobs
 RUNNER_FINISHED = "RunnerFinished"  # jobs: the runner's end, success or failure
 TEMP_CONTENT_POD_READY = "TempContentPodReady"  # temp content
 MODEL_VALID = "ModelValid"  # sessions: the model a starting runner gets (models manifest)
+REPOS_RECONCILED = "ReposReconciled"  # runner sync
+WORKFLOW_RECONCILED = "WorkflowReconciled"  # runner sync
+MODEL_RECONCILED = "ModelReconciled"  # runner sync
 
 OWNED_BY = {
     "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED, MODEL_VALID}),
     "token-secrets": frozenset({SECRETS_READY}),
     "jobs": frozenset({POD_SCHEDULED, RUNNER_STARTED, RUNNER_FINISHED}),
     "temp-content": frozenset({TEMP_CONTENT_POD_READY}),
+    # Reconciled is shared by phase, see reconciled_owner: the spec reaches a runner that is not
+    # running yet through its Job (sessions), and a running one over HTTP (runner sync).
+    "runner-sync": frozenset({RECONCILED, REPOS_RECONCILED, WORKFLOW_RECONCILED, MODEL_RECONCILED}),
 }
 PROVISIONING = (PVC_READY, SECRETS_READY, JOB_CREATED, POD_SCHEDULED, RUNNER_STARTED)
 
@@ -59,6 +65,17 @@ INVALID_NAME = "InvalidName"  # no valid child name for the session's name (cont
 SPEC_TOO_COMPLEX = "SpecTooComplex"  # the cache could not hold the session whole (quarantine.py)
 PROVISIONING_REJECTED = "ProvisioningRejected"  # the API server refused a child for good (400, 422)
 PROVISIONING_FORBIDDEN = "ProvisioningForbidden"  # 403 on a child: retried slowly, RBAC may change
+
+
+def reconciled_owner(phase: str) -> str:
+    """The one loop that writes Reconciled and status.observedGeneration for a session in `phase`.
+
+    Before the runner runs, the sessions loop: the spec reaches the runner as its Job's env. While it
+    runs, runner sync: the spec reaches it only through the runner's HTTP API. The stored phase
+    decides, read fresh on every write, so the two loops never both write it.
+    """
+    return "runner-sync" if phase == RUNNING else "sessions"
+
 
 # A condition False with one of these reasons means the session cannot make progress without a
 # person: the phase is Failed.
@@ -147,8 +164,14 @@ def failure(conditions: Mapping[str, Condition]) -> Condition | None:
     finished = conditions.get(RUNNER_FINISHED)
     if finished is not None and finished.is_true and finished.reason != SUCCEEDED:
         return finished
+    started = conditions.get(RUNNER_STARTED)
+    live = started is not None and started.is_true
     for condition in conditions.values():
         if condition.status == FALSE and condition.reason in TERMINAL_REASONS:
+            # An invalid edit of a running session is refused, not fatal: the runner keeps the last
+            # valid spec (a session that never started with an invalid spec still fails).
+            if live and condition.reason == INVALID_SPEC:
+                continue
             return condition
     return None
 
@@ -222,6 +245,9 @@ def condition_list(conditions: Iterable[Condition]) -> list[dict[str, Any]]:
                 RUNNER_FINISHED,
                 READY,
                 TEMP_CONTENT_POD_READY,
+                REPOS_RECONCILED,
+                WORKFLOW_RECONCILED,
+                MODEL_RECONCILED,
             )
         )
     }

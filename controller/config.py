@@ -18,7 +18,7 @@ from typing import Any
 # malformed one would have every create refused (422); the operator refuses to start instead.
 QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
 
-LOOPS = ("sessions", "jobs", "temp-content", "token-secrets", "projects")
+LOOPS = ("sessions", "jobs", "temp-content", "token-secrets", "projects", "runner-sync")
 MANAGED_NAMESPACE_LABEL = "ambient-code.io/managed"
 
 
@@ -191,6 +191,25 @@ class OperatorConfig:
         "does not exist, instead of running without one.",
         False,
     )
+    workers_runner_sync: int = _opt(
+        "WORKERS_RUNNER_SYNC",
+        "Concurrent reconciles of the runner sync loop (the only loop that calls runners over HTTP).",
+        4,
+    )
+    runner_url_template: str = _opt(
+        "RUNNER_URL_TEMPLATE",
+        "How a session's runner is reached; runner API paths are appended. Placeholders: {name} "
+        "(session), {namespace}, {service} (session-<name>), {port} (the Service's 'agui' port). "
+        "Change it for an operator running outside the cluster, or to point tests at a stand-in.",
+        "http://{service}.{namespace}.svc.cluster.local:{port}",
+    )
+    runner_timeout: float = _opt("RUNNER_TIMEOUT", "Seconds one call to a runner may take.", 10.0)
+    runner_sync_retry_max: float = _opt(
+        "RUNNER_SYNC_RETRY_MAX",
+        "Longest wait, in seconds, between retries of a change a runner has not taken yet "
+        "(the wait doubles from 1s up to this).",
+        60.0,
+    )
 
     def workers(self, loop: str) -> int:
         return int(getattr(self, "workers_" + loop.replace("-", "_")))
@@ -213,6 +232,12 @@ class OperatorConfig:
             problems.append("--token-expiration must be at least 600 (the API server's minimum)")
         if self.default_inactivity_timeout < 0:
             problems.append("--default-inactivity-timeout must be 0 (never) or a number of seconds")
+        try:
+            self.runner_url_template.format(name="n", namespace="ns", service="s", port=1)
+        except (KeyError, IndexError, ValueError):
+            problems.append("--runner-url-template may use only {name}, {namespace}, {service} and {port}")
+        if self.runner_timeout <= 0 or self.runner_sync_retry_max < 1:
+            problems.append("--runner-timeout must be positive and --runner-sync-retry-max at least 1")
         if self.log_format not in ("json", "text"):
             problems.append("--log-format must be json or text")
         if self.runner_image_pull_policy not in ("Always", "IfNotPresent", "Never"):

@@ -1,4 +1,4 @@
-"""Builds the operator: caches, the four loops, and the handlers that map events to session keys.
+"""Builds the operator: caches, the five loops, and the handlers that map events to session keys.
 
 Each loop has its own queue, workers and metrics label; all are keyed by session namespace/name,
 so a burst of child events for one session collapses into one reconcile per loop.
@@ -16,8 +16,9 @@ from controller.manager import Manager
 from controller.names import COMPONENT_TEMP_CONTENT, LABEL_COMPONENT
 from controller.platform.models_source import ConfigMapModels, FileModels, ModelsSource
 from controller.platform.project_settings import inactivity_timeout_seconds
+from controller.platform.runner_client import RunnerClient
 from controller.reconcile import Key
-from controller.reconcilers import jobs, projects, sessions, temp_content, token_secrets
+from controller.reconcilers import jobs, projects, runner_sync, sessions, temp_content, token_secrets
 from controller.reconcilers.context import Caches, Context
 from controller.reconcilers.model_gate import waiting_for_model
 from controller.watchers import kinds
@@ -103,7 +104,17 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
         Loop("token-secrets", lambda key: token_secrets.reconcile(ctx, key), config.workers("token-secrets"))
     )
 
-    every_loop = (session_loop, jobs_loop, temp_loop, token_loop)
+    runner_client = RunnerClient(config, kube, caches.services, caches.secrets)
+    sync_state = runner_sync.SyncState()
+    sync_loop = manager.add_loop(
+        Loop(
+            "runner-sync",
+            lambda key: runner_sync.reconcile(ctx, runner_client, sync_state, key),
+            config.workers("runner-sync"),
+        )
+    )
+
+    every_loop = (session_loop, jobs_loop, temp_loop, token_loop, sync_loop)
 
     def on_session(delta: Delta) -> None:
         obj = delta.new if delta.new is not None else delta.old
@@ -113,7 +124,7 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
 
     caches.sessions.add_handler(on_session)
     caches.jobs.add_handler(_to((session_loop, jobs_loop)))
-    runner_pods, temp_pods = _to((jobs_loop, session_loop)), _to((temp_loop, session_loop))
+    runner_pods, temp_pods = _to((jobs_loop, session_loop, sync_loop)), _to((temp_loop, session_loop))
 
     def on_pod(delta: Delta) -> None:
         obj = delta.new if delta.new is not None else delta.old
@@ -121,11 +132,11 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
         (temp_pods if labels.get(LABEL_COMPONENT) == COMPONENT_TEMP_CONTENT else runner_pods)(delta)
 
     caches.pods.add_handler(on_pod)
-    caches.secrets.add_handler(_to((token_loop,)))
+    caches.secrets.add_handler(_to((token_loop, sync_loop)))
     caches.service_accounts.add_handler(_to((session_loop, token_loop)))
     for cache in (caches.pvcs, caches.roles, caches.role_bindings):
         cache.add_handler(_to((session_loop,)))
-    caches.services.add_handler(_to((session_loop, temp_loop)))
+    caches.services.add_handler(_to((session_loop, temp_loop, sync_loop)))
     wire_projects(manager, ctx)
     assert caches.project_settings is not None
     caches.project_settings.add_handler(_on_project_timeout(ctx, session_loop))

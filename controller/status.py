@@ -19,6 +19,7 @@ from controller.events import NORMAL, WARNING, EventRecorder
 from controller.kube import SESSIONS, Kube
 from controller.names import ANNOTATION_DESIRED_PHASE
 from controller.retry import patch_with_retry
+from controller.watchers.store import thaw
 
 log = logging.getLogger("controller.status")
 
@@ -45,8 +46,26 @@ class StatusDraft:
             raise ValueError(f"loop {self.loop} does not own condition {kind}")
 
     def set_condition(self, kind: str, status: str, reason: str, message: str = "") -> None:
+        """Sets an owned condition; Reconciled is skipped unless this loop owns it in this phase."""
         self._check_owner(kind)
+        if kind == c.RECONCILED and not self.owns_reconciled:
+            return
         self._put(kind, status, reason, message)
+
+    @property
+    def owns_reconciled(self) -> bool:
+        return c.reconciled_owner(self.old_phase) == self.loop
+
+    def set_reconciled(
+        self, status: str, reason: str, message: str, observed_generation: int | None = None
+    ) -> None:
+        """Reconciled, and status.observedGeneration when the generation was fully applied; both
+        only by the loop that owns them in the session's current phase (conditions.reconciled_owner)."""
+        if not self.owns_reconciled:
+            return
+        self.set_condition(c.RECONCILED, status, reason, message)
+        if observed_generation is not None:
+            self.set("observedGeneration", observed_generation)
 
     def _put(self, kind: str, status: str, reason: str, message: str) -> None:
         """lastTransitionTime moves only when the status does; observedGeneration is the current one."""
@@ -121,7 +140,8 @@ class StatusDraft:
         if phase != self.old_phase:
             status["phase"] = phase
         for field, value in self._fields.items():
-            if self.current.get(field, _ABSENT if value is not None else None) != value:
+            # The cached status is frozen (lists are tuples): compare it thawed.
+            if thaw(self.current.get(field, _ABSENT if value is not None else None)) != value:
                 status[field] = value
         return {"status": status} if status else None
 

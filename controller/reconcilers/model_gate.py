@@ -49,7 +49,12 @@ def session_runtime(session: Mapping[str, Any], config: OperatorConfig) -> tuple
     if not isinstance(runtime, str) or not runtime.strip():
         runtime = DEFAULT_RUNTIME
     runtime = runtime.strip()
-    return runtime, PROVIDERS.get(runtime, "")
+    return runtime, runtime_provider(runtime, config)
+
+
+def runtime_provider(runtime: str, config: OperatorConfig) -> str:
+    """SEAM: the provider of a runtime id ("" unknown)."""
+    return PROVIDERS.get(runtime, "")
 
 
 def vertex_mode(config: OperatorConfig) -> bool:
@@ -133,6 +138,30 @@ def check_model(ctx: Context, session: Mapping[str, Any]) -> ModelGate:
         )
     retry = Result.after(FILE_RECHECK) if not resolution.ok and ctx.models.polled else Result.done()
     return ModelGate(resolution, runtime, retry)
+
+
+def live_switch_problem(ctx: Context, session: Mapping[str, Any], model: str) -> str | None:
+    """Why a running runner may not be switched to `model` (None: it may). The runner keeps the
+    runtime it started with, so the model is checked against that runtime, by the same rules as a
+    start; a model the manifest would replace or hold back is refused rather than half-applied."""
+    runtime = str(_previous(session).get("runtime") or "") or session_runtime(session, ctx.config)[0]
+    request = ModelRequest(
+        model=model.strip(),
+        runtime=runtime,
+        provider=runtime_provider(runtime, ctx.config),
+        previous_runtime=runtime,
+        vertex=vertex_mode(ctx.config),
+        require_manifest=ctx.config.require_models_manifest,
+        fallback_default=ctx.config.default_model,
+    )
+    if not request.model:
+        return "the model name is empty"
+    resolution = resolve(ctx.models.state(), request)
+    if not resolution.ok:
+        return resolution.message
+    if resolution.model != request.model:
+        return f"the models manifest would run {shown(resolution.model)} instead"
+    return None
 
 
 def waiting_for_model(sessions: KindCache) -> list[Key]:

@@ -25,6 +25,7 @@ from controller.names import (
     session_service_name,
     temp_content_pod_name,
 )
+from controller.platform.runner_spec import started_status
 from controller.reconcile import Result
 from controller.reconcilers import children as build
 from controller.reconcilers import token_secrets
@@ -41,6 +42,7 @@ JOB_RECREATED = "Recreated"
 # On a runner Job: the session's run (status.restartCount) it was made for.
 ANNOTATION_RUN = "ambient-code.io/run"
 WAIT_RETRY = 5.0
+WAITING_FOR_RUNNER = "WaitingForRunner"
 
 
 def _conflict(
@@ -300,10 +302,25 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         if stop_here is not None:
             return stop_here
 
+    built_from = int(meta.get("generation") or 0)
+    told = started_status(session, ctx.config, c.now_rfc3339()) if created_job else {}
+
     def describe(draft: StatusDraft) -> None:
         if not draft.get("startTime"):
             draft.set("startTime", c.now_rfc3339())
-        draft.set_condition(c.RECONCILED, c.TRUE, c.SPEC_APPLIED, "the spec is valid and applied")
+        if created_job:
+            # The runner gets this generation's spec as its env: applied, as far as a Job can say.
+            draft.set_reconciled(c.TRUE, c.SPEC_APPLIED, "the spec is valid and applied", built_from)
+            for field, value in told.items():
+                draft.set(field, value)
+        elif job_state[0] == c.TRUE and draft.get("observedGeneration") != draft.generation:
+            draft.set_reconciled(
+                c.FALSE,
+                WAITING_FOR_RUNNER,
+                f"generation {draft.generation} is applied to the runner once it runs",
+            )
+        else:
+            draft.set_reconciled(c.TRUE, c.SPEC_APPLIED, "the spec is valid and applied")
         draft.set_condition(c.PVC_READY, c.TRUE, "Ready", workspace_message)
         if token is not None:
             draft.set_condition(
@@ -312,8 +329,6 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         draft.set_condition(c.JOB_CREATED, *job_state)
         if model is not None:
             model.describe(draft, job_state[0] == c.TRUE)
-        if job_state[0] == c.TRUE:
-            draft.set("observedGeneration", draft.generation)
 
     ctx.write_status(session, LOOP, describe)
     if created_job and (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):

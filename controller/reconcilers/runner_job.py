@@ -27,6 +27,7 @@ from controller.names import (
     runner_sa_name,
     token_secret_name,
 )
+from controller.platform.runner_spec import repo_name, unique_name
 from controller.reconcilers.children import (
     WORKSPACE_MOUNT,
     as_mapping,
@@ -110,12 +111,6 @@ def protected_env_collisions(session: Mapping[str, Any]) -> list[str]:
     )
 
 
-def repo_name(url: str) -> str:
-    """The directory the runner clones into: the URL's last path segment without '.git'."""
-    tail = url.strip().rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-    return tail.removesuffix(".git")
-
-
 def repos_payload(session: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Repos as the runner receives them; a repeated name gets a numeric suffix so clones cannot collide."""
     repos = session_spec(session).get("repos")
@@ -127,11 +122,7 @@ def repos_payload(session: Mapping[str, Any]) -> list[dict[str, Any]]:
         url = as_str(as_mapping(repo).get("url")).strip()
         if not url:
             continue
-        base = repo_name(url) or f"repo-{index + 1}"
-        name, suffix = base, 2
-        while name in taken:
-            name, suffix = f"{base}-{suffix}", suffix + 1
-        taken.add(name)
+        name = unique_name(repo_name(url) or f"repo-{index + 1}", taken)
         auto_push = as_mapping(repo).get("autoPush")
         payload.append(
             {

@@ -71,6 +71,9 @@ def reconcile(ctx: Context, key: Key) -> Result:
         return Result.done()
 
     refusal = refuse(session)
+    if refusal is not None and phase == c.RUNNING:
+        # The runner keeps the last valid spec; runner sync reports the refused edit.
+        return inactivity(ctx, session)
     if refusal is not None:
         return reject(ctx, session, *refusal)
     try:
@@ -138,8 +141,7 @@ def reject(ctx: Context, session: Mapping[str, Any], reason: str, message: str) 
     """Fails the session for a cause only a person can fix, with an Event; never retried."""
 
     def describe(draft: StatusDraft) -> None:
-        draft.set_condition(c.RECONCILED, c.FALSE, reason, message)
-        draft.set("observedGeneration", draft.generation)
+        draft.set_reconciled(c.FALSE, reason, message, draft.generation)
         if draft.get("completionTime") is None:
             draft.set("completionTime", c.now_rfc3339())
 

@@ -33,6 +33,8 @@ BY_SESSION = {transforms.BY_SESSION: transforms.session_of}
 SESSION_SPEC = KindSpec(SESSIONS, transform=strip_managed_fields)
 JOB_SPEC = KindSpec(JOBS, label_selector=MANAGED, transform=transforms.job)
 POD_SPEC = KindSpec(PODS, label_selector=MANAGED, transform=transforms.pod, indexers=BY_SESSION)
+# Services in full (they are small): runner sync reads the session Service's 'agui' port.
+SERVICE_SPEC = KindSpec(SERVICES, label_selector=MANAGED, transform=transforms.service)
 
 
 def _metadata_spec(resource: Resource, transform: Transform = transforms.owned_child) -> KindSpec:
@@ -41,7 +43,6 @@ def _metadata_spec(resource: Resource, transform: Transform = transforms.owned_c
 
 
 SECRET_SPEC = _metadata_spec(SECRETS, transforms.token_secret)
-SERVICE_SPEC = _metadata_spec(SERVICES)
 PVC_SPEC = _metadata_spec(PVCS)
 SERVICE_ACCOUNT_SPEC = _metadata_spec(SERVICE_ACCOUNTS)
 ROLE_SPEC = _metadata_spec(ROLES)

@@ -85,6 +85,14 @@ def owned_child(obj: dict[str, Any]) -> dict[str, Any]:
     return _child(obj, trim_metadata(obj))
 
 
+def service(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Service: ownership, and each port's name and number (how the runner is reached)."""
+    slim = _child(obj, trim_metadata(obj))
+    ports = (obj.get("spec") or {}).get("ports") if isinstance(obj.get("spec"), dict) else None
+    slim["spec"] = {"ports": _pick_each(ports, ("name", "port"))}
+    return slim
+
+
 def token_secret(obj: dict[str, Any]) -> dict[str, Any]:
     """A token Secret: ownership and the refresh annotations. Its data (the tokens) is never kept."""
     return _child(obj, trim_metadata(obj, annotations=True))

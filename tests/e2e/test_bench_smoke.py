@@ -18,7 +18,7 @@ from bench.run import run
 from tests.conftest import Cluster
 
 TOP_LEVEL = {"benchmark", "machine", "parameters", "cold_start", "cleanup", "targets"}
-FULL_RUN = TOP_LEVEL | {"burst", "limit", "comparison", "api_cost", "resources"}
+FULL_RUN = TOP_LEVEL | {"burst", "limit", "comparison", "api_cost", "resources", "runner_sync"}
 MACHINE = {"date", "command", "cores", "memory_mib", "python", "kubernetes", "git_commit"}
 COLD_START = {"seconds_to_ready", "seconds_to_all_reconciled", "rss_mib_after_sync", "writes", "requests"}
 PERCENTILES = {"p50", "p90", "p99"}
@@ -62,6 +62,9 @@ def test_full_run_with_twenty_sessions(cluster: Cluster, crd: dict[str, Any], tm
     for key in ("latency_create_to_job_seconds", "latency_create_to_running_seconds"):
         assert set(burst[key]) == PERCENTILES and all(v is not None for v in burst[key].values())
     assert results["api_cost"]["idle"]["sessions_running_at_end"] == 20
+    assert results["api_cost"]["idle"]["runner_calls"] == 0
+    edit = results["runner_sync"]["repos_edit"]
+    assert edit["sessions"] == 20 and edit["not_reconciled"] == 0 and edit["runner_repos_add_calls"] == 20
     assert results["api_cost"]["burst"]["requests"].get("create jobs") == 20
     assert results["limit"]["sessions"] == 20
     assert set(results["cold_start"]) >= COLD_START

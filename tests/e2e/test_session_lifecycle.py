@@ -45,6 +45,7 @@ from tests.e2e.conftest import (
     wait_session,
 )
 from tests.e2e.helpers import wait_for
+from tests.e2e.runner_double import RunnerDouble
 
 
 def _runner_env(kube: Kube, namespace: str, name: str) -> dict[str, str]:
@@ -56,14 +57,29 @@ def _runner_env(kube: Kube, namespace: str, name: str) -> dict[str, str]:
 def test_creation_reaches_running_with_owned_children(
     kube: Kube, namespace: str, start_operator: OperatorFactory
 ) -> None:
-    start_operator([namespace])
+    # The spec names repos and a workflow: status reports them applied only once a runner confirms.
+    double = RunnerDouble(kube).start()
+    start_operator([namespace], args=["--runner-url-template", double.url_template])
     spec = {
         "llmSettings": {"model": "claude-test", "temperature": 0.2},
         "repos": [{"url": "https://github.com/example/app.git", "branch": "dev"}],
         "activeWorkflow": {"gitUrl": "https://github.com/example/flows.git", "path": "review"},
     }
     created = create_session(kube, "first", namespace, spec=spec)
-    session = wait_session(kube, namespace, "first", phase_is("Running"), what="phase Running")
+    try:
+        session = wait_session(
+            kube,
+            namespace,
+            "first",
+            lambda s: (
+                phase_is("Running")(s)
+                and condition_of(s, "ReposReconciled").get("status") == "True"
+                and condition_of(s, "WorkflowReconciled").get("status") == "True"
+            ),
+            what="phase Running, repos and workflow confirmed by the runner",
+        )
+    finally:
+        double.stop()
     uid = created["metadata"]["uid"]
     for resource, child in (
         (PVCS, workspace_pvc_name("first")),
@@ -88,12 +104,18 @@ def test_creation_reaches_running_with_owned_children(
         "PodScheduled",
         "RunnerStarted",
         "Ready",
+        "ReposReconciled",
+        "WorkflowReconciled",
+        "ModelReconciled",
     ):
         cond = condition_of(session, kind)
         assert cond.get("status") == "True", (kind, cond)
         assert cond.get("observedGeneration") == session["metadata"]["generation"], (kind, cond)
     assert session["status"]["observedGeneration"] == session["metadata"]["generation"]
     assert session["status"].get("startTime")
+    assert [r["status"] for r in session["status"]["reconciledRepos"]] == ["Ready"]
+    assert session["status"]["reconciledWorkflow"]["status"] == "Active"
+    assert session["status"]["reconciledModel"]["model"] == "claude-test"
     env = _runner_env(kube, namespace, "first")
     assert env["LLM_MODEL"] == "claude-test" and env["LLM_TEMPERATURE"] == "0.20"
     assert json.loads(env["REPOS_JSON"])[0]["url"] == "https://github.com/example/app.git"

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from controller import config, metrics
+from controller.platform import runner_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -297,7 +298,7 @@ def test_crd_printer_columns() -> None:
     columns = {c["name"]: c for c in crd_version()["additionalPrinterColumns"]}
     assert list(columns) == ["Phase", "Model", "Ready", "Age"]
     assert columns["Phase"]["jsonPath"] == ".status.phase"
-    assert columns["Model"]["jsonPath"] == ".status.reconciledModel.model"
+    assert columns["Model"]["jsonPath"] == ".status.reconciledModel.model"  # what the runner runs
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert columns["Age"]["jsonPath"] == ".metadata.creationTimestamp"
     assert columns["Age"]["type"] == "date"
@@ -555,6 +556,7 @@ def test_promql_metric_names_parser() -> None:
 
 def test_dashboard_panels_query_exported_metrics() -> None:
     board = dashboard()
+    assert runner_metrics.ENDPOINTS  # imported for its metrics, registered at import
     exported = registry_metric_names()
     panels = list(dashboard_panels(board["panels"]))
     assert panels
@@ -578,6 +580,8 @@ def test_dashboard_panels_query_exported_metrics() -> None:
         "rest_client_requests_total",
         "agentic_operator_watch_restarts_total",
         "agentic_operator_monitored_jobs",
+        "agentic_operator_runner_requests_total",
+        "agentic_operator_runner_sync_pending",
         "leader_election_master_status",
     ):
         assert family in used

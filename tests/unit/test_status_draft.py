@@ -110,12 +110,28 @@ def test_new_condition_gets_a_transition_time() -> None:
 
 
 def test_observed_generation_follows_metadata_generation() -> None:
-    draft = StatusDraft(session(running_status(), generation=7), "sessions")
+    draft = StatusDraft(session(running_status(), generation=7), "runner-sync")
     draft.set_condition(c.RECONCILED, TRUE, c.SPEC_APPLIED, "spec applied")
     entries = conditions_of(draft.patch())
     assert entries[c.RECONCILED]["observedGeneration"] == 7
     assert entries[c.READY]["observedGeneration"] == 7
     assert entries[c.RECONCILED]["lastTransitionTime"] == OLD_TIME
+
+
+def test_reconciled_is_written_only_by_its_owner_in_the_phase() -> None:
+    """Before the runner runs the sessions loop owns Reconciled; while it runs, runner sync does."""
+    running = session(running_status())
+    ignored = StatusDraft(running, "sessions")
+    ignored.set_reconciled(c.FALSE, "Whatever", "not mine", 7)
+    ignored.set_condition(c.RECONCILED, c.FALSE, "Whatever", "not mine")
+    assert ignored.patch() is None
+    owner = StatusDraft(running, "runner-sync")
+    owner.set_reconciled(c.FALSE, "RunnerSyncPending", "model", None)
+    patch = owner.patch()
+    assert patch is not None and "observedGeneration" not in patch["status"]
+    creating = StatusDraft(session({"phase": c.CREATING}, generation=3), "runner-sync")
+    creating.set_reconciled(c.TRUE, c.SPEC_APPLIED, "x", 3)
+    assert c.RECONCILED not in creating.conditions and creating.get("observedGeneration") is None
 
 
 @pytest.mark.parametrize(
