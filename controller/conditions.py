@@ -34,9 +34,10 @@ POD_SCHEDULED = "PodScheduled"  # jobs
 RUNNER_STARTED = "RunnerStarted"  # jobs
 RUNNER_FINISHED = "RunnerFinished"  # jobs: the runner's end, success or failure
 TEMP_CONTENT_POD_READY = "TempContentPodReady"  # temp content
+S3_AVAILABLE = "S3Available"  # sessions: the S3 storage of a runtime with persistence s3
 
 OWNED_BY = {
-    "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED}),
+    "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED, S3_AVAILABLE}),
     "token-secrets": frozenset({SECRETS_READY}),
     "jobs": frozenset({POD_SCHEDULED, RUNNER_STARTED, RUNNER_FINISHED}),
     "temp-content": frozenset({TEMP_CONTENT_POD_READY}),
@@ -60,6 +61,10 @@ JOB_LOST = "JobLost"
 TERMINAL_REASONS = frozenset(
     {INVALID_SPEC, PARENT_WORKSPACE_MISSING, NAME_CONFLICT, CREATING_TIMEOUT, JOB_LOST}
 )
+
+# A condition False with one of these reasons means the session waits for something outside it
+# (a Secret, a registry entry) before its runner can be created: the phase stays Pending.
+PENDING_REASONS = frozenset({"RunnerSecretMissing", "VertexSecretMissing", "UnknownRunnerType"})
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -152,6 +157,8 @@ def derive_phase(conditions: Mapping[str, Condition], desired_phase: str | None)
     started = conditions.get(RUNNER_STARTED)
     if started is not None and started.is_true:
         return RUNNING
+    if any(x.status == FALSE and x.reason in PENDING_REASONS for x in conditions.values()):
+        return PENDING
     if any(kind in conditions for kind in PROVISIONING):
         return CREATING
     return PENDING

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from controller.config import OperatorConfig
 from controller.events import EventRecorder
 from controller.kube import ApiError, Kube, Resource
+from controller.platform.state import PlatformCaches
 from controller.status import StatusDraft, write_status
 from controller.watchers.cache import KindCache
 from controller.watchers.transforms import BY_SESSION
@@ -77,6 +78,7 @@ class Context:
     recorder: EventRecorder
     caches: Caches
     expectations: Expectations = field(default_factory=Expectations)
+    platform: PlatformCaches = field(default_factory=PlatformCaches)
     fanout: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="fanout")
     )

@@ -24,6 +24,7 @@ from controller.names import (
     session_service_name,
 )
 from controller.reconcile import Key, Result, sooner
+from controller.reconcilers import copied_secrets
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, owned_by
 from controller.reconcilers.provision import LOOP, provision
@@ -59,6 +60,7 @@ def reconcile(ctx: Context, key: Key) -> Result:
             return Result.done()
         return stop(ctx, session)
     if phase in c.TERMINAL_PHASES and not _spec_fixed_after_invalid(session, conditions):
+        copied_secrets.release(ctx, session)
         return Result.done()
 
     problems = validate_spec(session)
@@ -199,6 +201,7 @@ def stop(ctx: Context, session: Mapping[str, Any]) -> Result:
     ctx.write_status(session, LOOP, describe)
     if not still_running:
         clear_stop_request(ctx, session)
+        copied_secrets.release(ctx, session)
     return Result.done()
 
 

@@ -32,6 +32,8 @@ class KindSpec:
     transform: Transform = strip_managed_fields
     indexers: Mapping[str, IndexFunc] = field(default_factory=dict)
     metadata_only: bool = False
+    field_selector: str | None = None
+    keep: Callable[[dict[str, Any]], bool] | None = None
 
 
 class KindCache:
@@ -71,6 +73,8 @@ class KindCache:
                 handlers=self.handlers,
                 settings=self.settings,
                 metadata_only=self.spec.metadata_only,
+                field_selector=self.spec.field_selector,
+                keep=self.spec.keep,
             )
             self._informers[namespace] = informer
         informer.start()

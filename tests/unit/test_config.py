@@ -134,7 +134,8 @@ def test_help_documents_every_field_with_its_env_var(capsys: pytest.CaptureFixtu
     for f in dataclasses.fields(OperatorConfig):
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag
-        assert f"[env {f.metadata['env']}]" in text, f.metadata["env"]
+        names = " | ".join((f.metadata["env"], *f.metadata["aliases"]))
+        assert f"[env {names}]" in text, f.metadata["env"]
 
 
 def test_help_mentions_the_design_flags(capsys: pytest.CaptureFixture[str]) -> None:
