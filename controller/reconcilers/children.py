@@ -281,7 +281,10 @@ def build_session_service(session: Mapping[str, Any], config: OperatorConfig) ->
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": child_metadata(
-            session, session_service_name(name), COMPONENT_SESSION_SERVICE, extra_labels={LABEL_APP: "ambient-code"}
+            session,
+            session_service_name(name),
+            COMPONENT_SESSION_SERVICE,
+            extra_labels={LABEL_APP: "ambient-code"},
         ),
         "spec": {
             "type": "ClusterIP",
