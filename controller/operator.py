@@ -106,7 +106,7 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     return manager, ctx
 
 
-PLATFORM_SYNC_TIMEOUT = 30.0
+PLATFORM_SYNC_TIMEOUT = 10.0
 
 
 def _wire_platform(manager: Manager, ctx: Context, session_loop: Loop) -> None:
