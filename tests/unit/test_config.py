@@ -149,3 +149,25 @@ def test_help_shows_real_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     text = _run_help(capsys)
     assert "(default: None)" not in text
     assert ":8080" in text
+
+
+def test_the_original_operators_env_names_are_aliases() -> None:
+    head = {
+        "AMBIENT_CODE_RUNNER_IMAGE": "quay.io/x/runner:1",
+        "IMAGE_PULL_POLICY": "IfNotPresent",
+        "NAMESPACE": "ambient-code",
+        "MAX_CONCURRENT_RECONCILES": "10",
+        "AGENT_REGISTRY_PATH": "/config/registry/agent-registry.json",
+        "CLAUDE_CODE_USE_VERTEX": "1",
+    }
+    parsed = config.parse(["run"], head)
+    assert parsed.runner_image == "quay.io/x/runner:1"
+    assert parsed.runner_image_pull_policy == "IfNotPresent"
+    assert parsed.operator_namespace == config.platform_namespace == "ambient-code"
+    assert parsed.workers_sessions == 10
+    assert parsed.agent_registry_path == "/config/registry/agent-registry.json"
+    assert parsed.use_vertex is True
+    # Our own name wins over an alias; the default pull policy is the original's Always.
+    both = config.parse(["run"], {**head, "RUNNER_IMAGE": "ours:2"})
+    assert both.runner_image == "ours:2"
+    assert parsed.parse(["run"], {}).runner_image_pull_policy == "Always"
