@@ -163,11 +163,11 @@ def test_the_original_operators_env_names_are_aliases() -> None:
     parsed = config.parse(["run"], head)
     assert parsed.runner_image == "quay.io/x/runner:1"
     assert parsed.runner_image_pull_policy == "IfNotPresent"
-    assert parsed.operator_namespace == config.platform_namespace == "ambient-code"
+    assert parsed.operator_namespace == parsed.platform_namespace == "ambient-code"
     assert parsed.workers_sessions == 10
     assert parsed.agent_registry_path == "/config/registry/agent-registry.json"
     assert parsed.use_vertex is True
     # Our own name wins over an alias; the default pull policy is the original's Always.
     both = config.parse(["run"], {**head, "RUNNER_IMAGE": "ours:2"})
     assert both.runner_image == "ours:2"
-    assert parsed.parse(["run"], {}).runner_image_pull_policy == "Always"
+    assert config.parse(["run"], {}).runner_image_pull_policy == "Always"
