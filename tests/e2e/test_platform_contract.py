@@ -36,9 +36,11 @@ LANGFUSE = "ambient-admin-langfuse-secret"
 
 
 def _job(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    return wait_for(
+    job = wait_for(
         lambda: kube.get_or_none(JOBS, namespace, runner_job_name(name)), message=f"runner Job of {name}"
     )
+    assert job is not None
+    return job
 
 
 def _runner(job: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +201,7 @@ def test_copied_secret_stays_while_a_session_needs_it(
     copy = wait_for(
         lambda: _with_owners(kube, namespace, 2), timeout=20, message="the copy owned by both sessions"
     )
+    assert copy is not None
     assert (
         copy["metadata"]["annotations"]["vteam.ambient-code/copied-from"] == f"{backend_namespace}/{LANGFUSE}"
     )
