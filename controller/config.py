@@ -265,6 +265,14 @@ class OperatorConfig:
             problems.append("--log-format must be json or text")
         if self.runner_image_pull_policy not in ("Always", "IfNotPresent", "Never"):
             problems.append("--runner-image-pull-policy must be Always, IfNotPresent or Never")
+        vertex = (self.cloud_ml_region, self.anthropic_vertex_project_id, self.google_application_credentials)
+        if self.use_vertex and not all(v.strip() for v in vertex):
+            problems.append(
+                "--use-vertex needs --cloud-ml-region, --anthropic-vertex-project-id and "
+                "--google-application-credentials"
+            )
+        if not self.default_runner_type.strip():
+            problems.append("--default-runner-type must not be empty")
         if problems:
             raise ValueError("; ".join(problems))
 

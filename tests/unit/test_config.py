@@ -159,6 +159,9 @@ def test_the_original_operators_env_names_are_aliases() -> None:
         "MAX_CONCURRENT_RECONCILES": "10",
         "AGENT_REGISTRY_PATH": "/config/registry/agent-registry.json",
         "CLAUDE_CODE_USE_VERTEX": "1",
+        "CLOUD_ML_REGION": "global",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "p",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/app/vertex/key.json",
     }
     parsed = config.parse(["run"], head)
     assert parsed.runner_image == "quay.io/x/runner:1"
@@ -171,3 +174,8 @@ def test_the_original_operators_env_names_are_aliases() -> None:
     both = config.parse(["run"], {**head, "RUNNER_IMAGE": "ours:2"})
     assert both.runner_image == "ours:2"
     assert config.parse(["run"], {}).runner_image_pull_policy == "Always"
+
+
+def test_vertex_mode_needs_its_three_settings() -> None:
+    with pytest.raises(ValueError, match="--use-vertex needs"):
+        config.parse(["run"], {"USE_VERTEX": "true", "CLOUD_ML_REGION": "global"})
