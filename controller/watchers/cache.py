@@ -11,6 +11,7 @@ import builtins
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from controller.watchers.informer import Handler, Informer, Transform, WatchSett
 from controller.watchers.store import Delta, IndexFunc, Store, strip_managed_fields
 
 log = logging.getLogger("controller.watchers")
+_STORES_BY_KIND: dict[str, weakref.WeakSet[Store]] = {}
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,11 @@ class KindCache:
         self._informers: dict[str | None, Informer] = {}
         self._lock = threading.Lock()
         # Read on scrape: informers of several namespaces change the store concurrently, and a
-        # count pushed by each could land out of order.
-        metrics.cached_objects.labels(spec.resource.kind).set_function(lambda: len(self.store))
+        # count pushed by each could land out of order. Several caches may hold one kind (the
+        # operator's Secrets and the platform's): the gauge is their sum.
+        stores = _STORES_BY_KIND.setdefault(spec.resource.kind, weakref.WeakSet())
+        stores.add(self.store)
+        metrics.cached_objects.labels(spec.resource.kind).set_function(lambda: sum(len(s) for s in stores))
 
     @property
     def kind(self) -> str:
