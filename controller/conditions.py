@@ -35,9 +35,10 @@ RUNNER_STARTED = "RunnerStarted"  # jobs
 RUNNER_FINISHED = "RunnerFinished"  # jobs: the runner's end, success or failure
 TEMP_CONTENT_POD_READY = "TempContentPodReady"  # temp content
 S3_AVAILABLE = "S3Available"  # sessions: the S3 storage of a runtime with persistence s3
+MODEL_VALID = "ModelValid"  # sessions: the model a starting runner gets (models manifest)
 
 OWNED_BY = {
-    "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED, S3_AVAILABLE}),
+    "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED, S3_AVAILABLE, MODEL_VALID}),
     "token-secrets": frozenset({SECRETS_READY}),
     "jobs": frozenset({POD_SCHEDULED, RUNNER_STARTED, RUNNER_FINISHED}),
     "temp-content": frozenset({TEMP_CONTENT_POD_READY}),
@@ -159,6 +160,9 @@ def derive_phase(conditions: Mapping[str, Condition], desired_phase: str | None)
         return RUNNING
     if any(x.status == FALSE and x.reason in PENDING_REASONS for x in conditions.values()):
         return PENDING
+    model = conditions.get(MODEL_VALID)
+    if model is not None and not model.is_true:
+        return PENDING  # waits for a valid model or the manifest; starts once either is fixed
     if any(kind in conditions for kind in PROVISIONING):
         return CREATING
     return PENDING
@@ -176,7 +180,15 @@ def derive_ready(conditions: Mapping[str, Condition], phase: str) -> tuple[str, 
     if phase in (STOPPED, STOPPING):
         job = conditions.get(JOB_CREATED)
         return FALSE, phase, job.message if job is not None and job.message else f"session {phase.lower()}"
-    for kind in (RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED, POD_SCHEDULED, RUNNER_STARTED):
+    for kind in (
+        RECONCILED,
+        MODEL_VALID,
+        PVC_READY,
+        SECRETS_READY,
+        JOB_CREATED,
+        POD_SCHEDULED,
+        RUNNER_STARTED,
+    ):
         condition = conditions.get(kind)
         if condition is not None and not condition.is_true:
             return FALSE, condition.reason or "Waiting", condition.message
@@ -193,6 +205,7 @@ def condition_list(conditions: Iterable[Condition]) -> list[dict[str, Any]]:
         for i, kind in enumerate(
             (
                 RECONCILED,
+                MODEL_VALID,
                 PVC_READY,
                 SECRETS_READY,
                 JOB_CREATED,

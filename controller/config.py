@@ -161,6 +161,25 @@ class OperatorConfig:
     shutdown_timeout: float = _opt(
         "SHUTDOWN_TIMEOUT", "Seconds to drain in-flight reconciles on SIGTERM.", 30.0
     )
+    models_namespace: str = _opt(
+        "MODELS_NAMESPACE",
+        "Namespace of the models manifest ConfigMap ambient-models (key models.json), which is "
+        "watched (default: --backend-namespace).",
+        "",
+    )
+    models_manifest_path: str = _opt(
+        "MODELS_MANIFEST_PATH",
+        "Read the models manifest from this file (a mounted ConfigMap, for example "
+        "/config/models/models.json) instead of watching its ConfigMap; a missing file means no "
+        "manifest is in use.",
+        "",
+    )
+    require_models_manifest: bool = _opt(
+        "REQUIRE_MODELS_MANIFEST",
+        "Hold every session start (ModelValid=Unknown/ManifestNotLoaded) while the models manifest "
+        "does not exist, instead of running without one.",
+        False,
+    )
     # The platform's runner contract (agent registry, credentials, observability, S3).
     backend_namespace: str = _opt(
         "BACKEND_NAMESPACE",

@@ -17,11 +17,13 @@ from controller.loop import Loop
 from controller.manager import Manager
 from controller.names import COMPONENT_TEMP_CONTENT, LABEL_COMPONENT
 from controller.platform import secrets as platform_secrets
+from controller.platform.models_source import ConfigMapModels, FileModels, ModelsSource
 from controller.platform.registry import AgentRegistry
 from controller.platform.state import PlatformCaches
 from controller.reconcile import Key
 from controller.reconcilers import jobs, sessions, temp_content, token_secrets
 from controller.reconcilers.context import Caches, Context
+from controller.reconcilers.model_gate import waiting_for_model
 from controller.watchers import kinds
 from controller.watchers.cache import KindCache
 from controller.watchers.informer import WatchSettings
@@ -49,6 +51,15 @@ def _to(loops: Iterable[Loop]) -> Callable[[Delta], None]:
     return handler
 
 
+# Seconds the loops wait, at start, for the models manifest's first LIST.
+MODELS_SYNC_TIMEOUT = 30.0
+
+
+def enqueue_all(loop: Loop, keys: Iterable[Key]) -> None:
+    for key in keys:
+        loop.enqueue(key)
+
+
 def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     manager = Manager(config, kube, WatchSettings(inactivity_timeout=config.watch_inactivity_timeout))
     caches = Caches(
@@ -64,7 +75,21 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     )
     recorder = EventRecorder(kube)
     manager.on_shutdown.append(recorder.flush)
-    ctx = Context(config=config, kube=kube, recorder=recorder, caches=caches)
+    models: ModelsSource
+    if config.models_manifest_path:
+        models = FileModels(config.models_manifest_path)
+    else:
+        watched = ConfigMapModels(
+            kube,
+            config.models_namespace or config.platform_namespace,
+            recorder,
+            manager.settings,
+            on_change=lambda: enqueue_all(session_loop, waiting_for_model(caches.sessions)),
+        )
+        manager.on_leading.append(lambda: watched.start(MODELS_SYNC_TIMEOUT))
+        manager.on_shutdown.append(watched.stop)
+        models = watched
+    ctx = Context(config=config, kube=kube, recorder=recorder, caches=caches, models=models)
     monitors = jobs.JobMonitors()
     session_loop = manager.add_loop(
         Loop("sessions", lambda key: sessions.reconcile(ctx, key), config.workers("sessions"))

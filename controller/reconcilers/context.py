@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from controller.config import OperatorConfig
 from controller.events import EventRecorder
 from controller.kube import ApiError, Kube, Resource
+from controller.platform.models_source import ModelsSource, StaticModels
 from controller.platform.state import PlatformCaches
 from controller.status import StatusDraft, write_status
 from controller.watchers.cache import KindCache
@@ -82,6 +83,8 @@ class Context:
     fanout: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="fanout")
     )
+    # The models manifest as currently known; without one configured, no manifest is in use.
+    models: ModelsSource = field(default_factory=StaticModels)
 
     def parallel(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Runs independent steps of one reconcile at once; returns their results in order.

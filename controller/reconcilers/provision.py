@@ -32,6 +32,7 @@ from controller.reconcilers import children as build
 from controller.reconcilers import runner_inputs, token_secrets
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, Ensured, cached_child, create_child, owned_by
+from controller.reconcilers.model_gate import WAITING_FOR_MODEL, ModelGate, check_model
 from controller.reconcilers.runner_job import build_runner_job
 from controller.status import StatusDraft
 from controller.watchers.cache import KindCache
@@ -221,6 +222,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
     created_job = False
     token: token_secrets.TokenState | None = None
     resolved: runner_inputs.Resolved | None = None
+    model: ModelGate | None = None
     result = Result.done()
     if job is not None:
         stop_here = _conflict(
@@ -253,6 +255,9 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         return Result.after(1.0)
     elif (resolved := runner_inputs.resolve(ctx, session, runtime)).blocked is not None:
         return _blocked(ctx, session, resolved.blocked)
+    elif not (model := check_model(ctx, session)).ok:
+        job_state = (c.FALSE, WAITING_FOR_MODEL, model.resolution.message)
+        result = model.retry
     elif not (token := token_secrets.ensure_for_runner(ctx, session)).ready:
         job_state = (
             c.FALSE,
@@ -279,6 +284,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             reason, message = "Created", f"runner Job {job_name} created"
         assert resolved is not None and resolved.inputs is not None
         manifest, warnings = build_runner_job(session, ctx.config, is_resume(session), resolved.inputs)
+        manifest = model.apply(manifest)
         # The Service is created with the Job; the check below then finds it.
         job_and_service: list[Callable[[], Any]] = [
             functools.partial(create_child, ctx, JOBS, manifest, uid),
@@ -314,6 +320,8 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
                 resolved.s3_message,
             )
         draft.set_condition(c.JOB_CREATED, *job_state)
+        if model is not None:
+            model.describe(draft, job_state[0] == c.TRUE)
         if job_state[0] == c.TRUE:
             draft.set("observedGeneration", draft.generation)
 

@@ -286,7 +286,7 @@ def test_crd_printer_columns() -> None:
     columns = {c["name"]: c for c in crd_version()["additionalPrinterColumns"]}
     assert list(columns) == ["Phase", "Model", "Ready", "Age"]
     assert columns["Phase"]["jsonPath"] == ".status.phase"
-    assert columns["Model"]["jsonPath"] == ".spec.llmSettings.model"
+    assert columns["Model"]["jsonPath"] == ".status.reconciledModel.model"
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert columns["Age"]["jsonPath"] == ".metadata.creationTimestamp"
     assert columns["Age"]["type"] == "date"
