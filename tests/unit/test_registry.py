@@ -156,3 +156,13 @@ def test_registry_file_is_the_fallback(tmp_path: Path) -> None:
     registry = AgentRegistry(OperatorConfig(agent_registry_path=str(path)))
     view = registry.apply_configmap(None)
     assert view.loaded and view.source == f"file {path}"
+
+
+def test_the_models_check_takes_runtime_and_provider_from_the_registry() -> None:
+    from controller.reconcilers.model_gate import session_runtime
+
+    loaded = RegistryView(parse_registry(json.dumps([*SHIPPED, {"id": "langgraph", "provider": "x"}])), "")
+    session = {"spec": {"runnerType": "langgraph"}}
+    assert session_runtime(session, OperatorConfig(), loaded) == ("langgraph", "x")
+    assert session_runtime(session, OperatorConfig(), RegistryView(None, "")) == ("langgraph", "")
+    assert session_runtime({"spec": {}}, OperatorConfig(), loaded) == ("claude-agent-sdk", "anthropic")
