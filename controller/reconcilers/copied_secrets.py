@@ -40,6 +40,11 @@ def _is_copy(secret: Mapping[str, Any] | None) -> bool:
     return bool(((secret or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION_COPIED_FROM))
 
 
+def _used_by(secret: Mapping[str, Any] | None, uid: str) -> bool:
+    owners = ((secret or {}).get("metadata") or {}).get("ownerReferences") or ()
+    return _is_copy(secret) and any(r.get("uid") == uid for r in owners)
+
+
 def ensure(ctx: Context, session: Mapping[str, Any], name: str) -> bool:
     """Makes the Secret available in the session's namespace; False when its source does not exist.
 
@@ -119,7 +124,8 @@ def _write(
 
 
 def release(ctx: Context, session: Mapping[str, Any]) -> None:
-    """Deletes the namespace's copies unless another session of it may still start or run.
+    """Deletes the copies this session used unless another session of the namespace may still start
+    or run.
 
     Called when the session stops or ends; the count reads the sessions cache, so this makes no
     request unless a copy is really deleted.
@@ -128,9 +134,10 @@ def release(ctx: Context, session: Mapping[str, Any]) -> None:
     namespace, name = meta["namespace"], meta["name"]
     if namespace == ctx.config.platform_namespace:
         return
-    copies = [n for n in sorted(COPIED) if _is_copy(_cached_copy(ctx, namespace, n))]
+    uid = meta.get("uid", "")
+    copies = [n for n in sorted(COPIED) if _used_by(_cached_copy(ctx, namespace, n), uid)]
     if not copies:
-        return
+        return  # this session used none: nothing of its to release (and no scan of the namespace)
     for other in ctx.caches.sessions.list(namespace):
         other_meta = other.get("metadata") or {}
         if other_meta.get("name") == name or other_meta.get("deletionTimestamp"):

@@ -159,3 +159,10 @@ def test_release_never_deletes_the_namespaces_own_secret() -> None:
     kube = FakeKube()
     copied_secrets.release(_ctx(kube, [_copy([], copied=False)], [_session("a", c.STOPPED)]), _session("a"))
     assert kube.calls == []
+
+
+def test_a_session_that_used_no_copy_releases_nothing() -> None:
+    kube = FakeKube()
+    sessions = [_session("a", c.STOPPED), _session("b", c.STOPPED)]
+    copied_secrets.release(_ctx(kube, [_copy(["b"])], sessions), sessions[0])
+    assert kube.calls == []
