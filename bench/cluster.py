@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from controller.kube import NAMESPACES, PODS, SESSIONS, ApiError, Kube, Resource, load_api_client
+from controller.kube import NAMESPACES, PODS, SECRETS, SESSIONS, ApiError, Kube, Resource, load_api_client
 
 REPO = Path(__file__).resolve().parent.parent
 CRD_FILE = REPO / "manifests" / "crd" / "agenticsessions.vteam.ambient-code.yaml"
@@ -62,6 +62,13 @@ def create_namespaces(kube: Kube, names: list[str], *, managed: bool) -> None:
     labels = {MANAGED_LABEL: "true"} if managed else {"ambient-code.io/benchmark": "limit"}
     for name in names:
         kube.create(NAMESPACES, None, {"metadata": {"name": name, "labels": labels}})
+        if managed:
+            # As on the platform: the runner's API keys, without which a session stays Pending.
+            secret = {
+                "metadata": {"name": "ambient-runner-secrets"},
+                "stringData": {"ANTHROPIC_API_KEY": "bench"},
+            }
+            kube.create(SECRETS, name, secret)
 
 
 def delete_namespaces(kube: Kube, names: list[str], timeout: float) -> list[str]:

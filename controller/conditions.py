@@ -34,13 +34,14 @@ POD_SCHEDULED = "PodScheduled"  # jobs
 RUNNER_STARTED = "RunnerStarted"  # jobs
 RUNNER_FINISHED = "RunnerFinished"  # jobs: the runner's end, success or failure
 TEMP_CONTENT_POD_READY = "TempContentPodReady"  # temp content
+S3_AVAILABLE = "S3Available"  # sessions: the S3 storage of a runtime with persistence s3
 MODEL_VALID = "ModelValid"  # sessions: the model a starting runner gets (models manifest)
 REPOS_RECONCILED = "ReposReconciled"  # runner sync
 WORKFLOW_RECONCILED = "WorkflowReconciled"  # runner sync
 MODEL_RECONCILED = "ModelReconciled"  # runner sync
 
 OWNED_BY = {
-    "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED, MODEL_VALID}),
+    "sessions": frozenset({RECONCILED, PVC_READY, SECRETS_READY, JOB_CREATED, S3_AVAILABLE, MODEL_VALID}),
     "token-secrets": frozenset({SECRETS_READY}),
     "jobs": frozenset({POD_SCHEDULED, RUNNER_STARTED, RUNNER_FINISHED}),
     "temp-content": frozenset({TEMP_CONTENT_POD_READY}),
@@ -93,6 +94,10 @@ TERMINAL_REASONS = frozenset(
 )
 # Terminal reasons a new generation of the spec may cure: the session is checked again then.
 SPEC_REASONS = frozenset({INVALID_SPEC, SPEC_TOO_COMPLEX, PROVISIONING_REJECTED})
+
+# A condition False with one of these reasons means the session waits for something outside it
+# (a Secret, a registry entry) before its runner can be created: the phase stays Pending.
+PENDING_REASONS = frozenset({"RunnerSecretMissing", "VertexSecretMissing", "UnknownRunnerType"})
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -191,6 +196,8 @@ def derive_phase(conditions: Mapping[str, Condition], desired_phase: str | None)
     started = conditions.get(RUNNER_STARTED)
     if started is not None and started.is_true:
         return RUNNING
+    if any(x.status == FALSE and x.reason in PENDING_REASONS for x in conditions.values()):
+        return PENDING
     model = conditions.get(MODEL_VALID)
     if model is not None and not model.is_true:
         return PENDING  # waits for a valid model or the manifest; starts once either is fixed

@@ -22,8 +22,9 @@ LOOPS = ("sessions", "jobs", "temp-content", "token-secrets", "projects", "runne
 MANAGED_NAMESPACE_LABEL = "ambient-code.io/managed"
 
 
-def _opt(env: str, help: str, default: Any, flag: str | None = None) -> Any:
-    return field(default=default, metadata={"env": env, "help": help, "flag": flag})
+def _opt(env: str, help: str, default: Any, flag: str | None = None, aliases: tuple[str, ...] = ()) -> Any:
+    """`aliases` are further env var names read when `env` is unset (the original operator's names)."""
+    return field(default=default, metadata={"env": env, "help": help, "flag": flag, "aliases": aliases})
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class OperatorConfig:
         "WORKERS_SESSIONS",
         "Concurrent reconciles of the sessions loop (the one that creates a new session's objects).",
         8,
+        aliases=("MAX_CONCURRENT_RECONCILES",),
     )
     workers_jobs: int = _opt("WORKERS_JOBS", "Concurrent reconciles of the runner jobs loop.", 4)
     workers_temp_content: int = _opt(
@@ -72,13 +74,22 @@ class OperatorConfig:
         "WORKERS_PROJECTS", "Concurrent reconciles of the projects loop (one key per namespace).", 2
     )
     operator_namespace: str = _opt(
-        "OPERATOR_NAMESPACE", "Namespace the operator runs in (Events about itself, Lease).", "ambient-code"
+        "OPERATOR_NAMESPACE",
+        "Namespace the operator runs in (Events about itself, Lease).",
+        "ambient-code",
+        aliases=("NAMESPACE",),
     )
     runner_image: str = _opt(
-        "RUNNER_IMAGE", "Image of the runner container.", "quay.io/ambient_code/vteam_claude_runner:latest"
+        "RUNNER_IMAGE",
+        "Image of the runner container when the agent registry names none.",
+        "quay.io/ambient_code/vteam_claude_runner:latest",
+        aliases=("AMBIENT_CODE_RUNNER_IMAGE",),
     )
     runner_image_pull_policy: str = _opt(
-        "RUNNER_IMAGE_PULL_POLICY", "imagePullPolicy of runner and content pods.", "IfNotPresent"
+        "RUNNER_IMAGE_PULL_POLICY",
+        "imagePullPolicy of runner, state-sync and content containers.",
+        "Always",
+        aliases=("IMAGE_PULL_POLICY",),
     )
     runner_cpu_request: str = _opt("RUNNER_CPU_REQUEST", "CPU request of the runner container.", "500m")
     runner_memory_request: str = _opt("RUNNER_MEMORY_REQUEST", "Memory request of the runner.", "512Mi")
@@ -155,13 +166,6 @@ class OperatorConfig:
         "0 never stops idle sessions. Same env name as the platform's operator.",
         86400,
     )
-    backend_namespace: str = _opt(
-        "BACKEND_NAMESPACE",
-        "Namespace of the platform's backend: the only namespace the NetworkPolicy "
-        "runner-allow-backend-only lets reach runner pods (default: --operator-namespace). Same "
-        "env name as the platform's operator.",
-        "",
-    )
     log_format: str = _opt("LOG_FORMAT", "Log format: json or text.", "text")
     log_level: str = _opt("LOG_LEVEL", "Log level: debug, info, warning, error.", "info")
     watch_inactivity_timeout: float = _opt(
@@ -175,7 +179,7 @@ class OperatorConfig:
     models_namespace: str = _opt(
         "MODELS_NAMESPACE",
         "Namespace of the models manifest ConfigMap ambient-models (key models.json), which is "
-        "watched (default: the operator namespace).",
+        "watched (default: --backend-namespace).",
         "",
     )
     models_manifest_path: str = _opt(
@@ -210,6 +214,86 @@ class OperatorConfig:
         "(the wait doubles from 1s up to this).",
         60.0,
     )
+    # The platform's runner contract (agent registry, credentials, observability, S3).
+    backend_namespace: str = _opt(
+        "BACKEND_NAMESPACE",
+        "Namespace of the platform backend: source of the copied Secrets, the agent registry "
+        "ConfigMap and the runners' allowed callers (default: --operator-namespace).",
+        "",
+    )
+    agent_registry_configmap: str = _opt(
+        "AGENT_REGISTRY_CONFIGMAP",
+        "ConfigMap in --backend-namespace holding the agent registry (key agent-registry.json), "
+        "watched: a change applies to the next runner created.",
+        "ambient-agent-registry",
+    )
+    agent_registry_path: str = _opt(
+        "AGENT_REGISTRY_FILE",
+        "Agent registry file read once at start, used only while the ConfigMap is absent.",
+        "",
+        aliases=("AGENT_REGISTRY_PATH",),
+    )
+    default_runner_type: str = _opt(
+        "DEFAULT_RUNNER_TYPE",
+        "Runtime id of a session that names none (spec.runnerType or env RUNNER_TYPE).",
+        "claude-agent-sdk",
+    )
+    state_sync_image: str = _opt(
+        "STATE_SYNC_IMAGE",
+        "Image of the init-hydrate and state-sync containers when the registry names none.",
+        "quay.io/ambient_code/vteam_state_sync:latest",
+    )
+    require_runner_secret: bool = _opt(
+        "REQUIRE_RUNNER_SECRET",
+        "Keep a session Pending (SecretsReady=False/RunnerSecretMissing) until Secret "
+        "ambient-runner-secrets exists in its namespace, when Vertex is off.",
+        True,
+    )
+    runner_run_as_non_root: bool = _opt(
+        "RUNNER_RUN_AS_NON_ROOT",
+        "Set runAsNonRoot on runner pods; turn off for a runner or state-sync image that runs as root.",
+        True,
+    )
+    use_vertex: bool = _opt(
+        "USE_VERTEX",
+        "Vertex AI mode: copy Secret ambient-vertex into each session namespace and mount it.",
+        False,
+        aliases=("CLAUDE_CODE_USE_VERTEX",),
+    )
+    cloud_ml_region: str = _opt("CLOUD_ML_REGION", "Vertex region passed to runners.", "")
+    anthropic_vertex_project_id: str = _opt(
+        "ANTHROPIC_VERTEX_PROJECT_ID", "Vertex project passed to runners.", ""
+    )
+    google_application_credentials: str = _opt(
+        "GOOGLE_APPLICATION_CREDENTIALS", "Vertex credentials path inside runners (/app/vertex/...).", ""
+    )
+    langfuse_enabled: str = _opt(
+        "LANGFUSE_ENABLED",
+        "Langfuse tracing: any value but '', 0 or false copies ambient-admin-langfuse-secret.",
+        "",
+    )
+    mlflow_tracing_enabled: str = _opt(
+        "MLFLOW_TRACING_ENABLED",
+        "MLflow tracing: any value but '', 0 or false copies ambient-admin-mlflow-observability-secret.",
+        "",
+    )
+    google_oauth_client_id: str = _opt("GOOGLE_OAUTH_CLIENT_ID", "Passed to runners.", "")
+    google_oauth_client_secret: str = _opt("GOOGLE_OAUTH_CLIENT_SECRET", "Passed to runners.", "")
+    backend_public_url: str = _opt(
+        "BACKEND_PUBLIC_URL", "Public backend URL; runners get <url>/oauth2callback.", ""
+    )
+    mcp_config_file: str = _opt("MCP_CONFIG_FILE", "MCP_CONFIG_FILE passed to runners.", "")
+    s3_endpoint: str = _opt(
+        "S3_ENDPOINT",
+        "S3 endpoint of runtimes with persistence s3 (shared storage).",
+        "https://s3.amazonaws.com",
+    )
+    s3_bucket: str = _opt("S3_BUCKET", "S3 bucket of runtimes with persistence s3.", "ambient-sessions")
+
+    @property
+    def platform_namespace(self) -> str:
+        """Where the backend, its Secrets and the agent registry live."""
+        return self.backend_namespace or self.operator_namespace
 
     def workers(self, loop: str) -> int:
         return int(getattr(self, "workers_" + loop.replace("-", "_")))
@@ -257,6 +341,14 @@ class OperatorConfig:
         ):
             if not 0 <= seconds <= 2**31 - 1:
                 problems.append(f"{flag} must be between 0 and {2**31 - 1} seconds")
+        vertex = (self.cloud_ml_region, self.anthropic_vertex_project_id, self.google_application_credentials)
+        if self.use_vertex and not all(v.strip() for v in vertex):
+            problems.append(
+                "--use-vertex needs --cloud-ml-region, --anthropic-vertex-project-id and "
+                "--google-application-credentials"
+            )
+        if not self.default_runner_type.strip():
+            problems.append("--default-runner-type must not be empty")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -306,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(OperatorConfig):
         env = f.metadata["env"]
         shown = ",".join(f.default) if isinstance(f.default, tuple) else f.default
-        help_text = f"{f.metadata['help']} (default: {shown!r}) [env {env}]"
+        names = " | ".join((env, *f.metadata.get("aliases", ())))
+        help_text = f"{f.metadata['help']} (default: {shown!r}) [env {names}]"
         if isinstance(f.default, bool):
             run.add_argument(
                 _flag(f), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
@@ -324,8 +417,11 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = given if isinstance(given, bool) else _convert(f, given)
-        elif f.metadata["env"] in environ:
-            values[f.name] = _convert(f, environ[f.metadata["env"]])
+        else:
+            for env in (f.metadata["env"], *f.metadata.get("aliases", ())):
+                if env in environ:
+                    values[f.name] = _convert(f, environ[env])
+                    break
     config = OperatorConfig(**values)
     config.validate()
     return config

@@ -75,6 +75,7 @@ SERVICES = Resource("", "v1", "services", "Service")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 EVENTS = Resource("", "v1", "events", "Event")
+CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
@@ -538,6 +539,7 @@ class Kube:
         timeout_seconds: int = 300,
         read_timeout: float = 100.0,
         metadata_only: bool = False,
+        field_selector: str | None = None,
     ) -> WatchStream:
         """Opens a watch with bookmarks; a socket silent for `read_timeout` raises inside iteration."""
         query = {
@@ -546,6 +548,7 @@ class Kube:
             "resourceVersion": resource_version,
             "timeoutSeconds": timeout_seconds,
             "labelSelector": label_selector or None,
+            "fieldSelector": field_selector or None,
         }
         url = self._url(res.path(namespace), query)
         started = time.monotonic()

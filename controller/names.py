@@ -41,6 +41,7 @@ ANNOTATION_TEMP_CONTENT_REQUESTED = "ambient-code.io/temp-content-requested"
 ANNOTATION_TEMP_CONTENT_LAST_ACCESSED = "ambient-code.io/temp-content-last-accessed"
 ANNOTATION_RUNNER_TOKEN_SECRET = "ambient-code.io/runner-token-secret"
 ANNOTATION_FORCE_EXECUTE_PROMPT = "ambient-code.io/force-execute-prompt"
+ANNOTATION_RUNNER_SA = "ambient-code.io/runner-sa"
 
 # Annotations on children.
 ANNOTATION_TOKEN_REFRESHED_AT = "ambient-code.io/token-refreshed-at"

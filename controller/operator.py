@@ -6,22 +6,28 @@ so a burst of child events for one session collapses into one reconcile per loop
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
+from controller import conditions as c
 from controller.config import OperatorConfig
-from controller.events import EventRecorder
+from controller.events import WARNING, EventRecorder
 from controller.kube import Kube
 from controller.loop import Loop
 from controller.manager import Manager
 from controller.names import COMPONENT_TEMP_CONTENT, LABEL_COMPONENT
+from controller.platform import secrets as platform_secrets
 from controller.platform.models_source import ConfigMapModels, FileModels, ModelsSource
 from controller.platform.project_settings import inactivity_timeout_seconds
+from controller.platform.registry import AgentRegistry
 from controller.platform.runner_client import RunnerClient
+from controller.platform.state import PlatformCaches
 from controller.reconcile import Key
 from controller.reconcilers import jobs, projects, runner_sync, sessions, temp_content, token_secrets
 from controller.reconcilers.context import Caches, Context
 from controller.reconcilers.model_gate import waiting_for_model
 from controller.watchers import kinds
+from controller.watchers.cache import KindCache
 from controller.watchers.informer import WatchSettings
 from controller.watchers.store import Delta, object_key
 from controller.watchers.transforms import session_of
@@ -81,7 +87,7 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     else:
         watched = ConfigMapModels(
             kube,
-            config.models_namespace or config.operator_namespace,
+            config.models_namespace or config.platform_namespace,
             recorder,
             manager.settings,
             on_change=lambda: enqueue_all(session_loop, waiting_for_model(caches.sessions)),
@@ -137,6 +143,7 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     for cache in (caches.pvcs, caches.roles, caches.role_bindings):
         cache.add_handler(_to((session_loop,)))
     caches.services.add_handler(_to((session_loop, temp_loop, sync_loop)))
+    _wire_platform(manager, ctx, session_loop)
     wire_projects(manager, ctx)
     assert caches.project_settings is not None
     caches.project_settings.add_handler(_on_project_timeout(ctx, session_loop))
@@ -181,7 +188,91 @@ def wire_projects(manager: Manager, ctx: Context) -> None:
 
     manager.on_namespace_added.append(on_namespace)
     manager.on_namespace_removed.append(on_namespace)
+
+    def on_registry(_: object) -> None:
+        # The runner NetworkPolicy opens the registry's ports: a registry change reshapes every one.
+        for namespace in manager.managed_namespaces():
+            on_namespace(namespace)
+
+    if ctx.platform.registry is not None:
+        ctx.platform.registry.add_listener(on_registry)
     assert ctx.caches.project_settings is not None
     ctx.caches.project_settings.add_handler(on_object)
     for cache in ctx.caches.project_objects.values():
         cache.add_handler(on_object)
+
+
+PLATFORM_SYNC_TIMEOUT = 10.0
+
+
+def _wire_platform(manager: Manager, ctx: Context, session_loop: Loop) -> None:
+    """The platform's objects: the agent registry and the Secrets and CA bundle a runner pod uses.
+
+    The registry ConfigMap and the copied Secrets' sources live in the backend namespace, which need
+    not be managed: their informers watch that one namespace, started with the loops. Whatever
+    changes there wakes the sessions still waiting for a runner (and, for a source, the sessions
+    whose copies it feeds); a running runner is never touched.
+    """
+    config, kube = ctx.config, ctx.kube
+    platform_ns = config.platform_namespace
+    registry_name = config.agent_registry_configmap
+    registry_object = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": registry_name, "namespace": platform_ns},
+    }
+    registry = AgentRegistry(
+        config,
+        on_problem=lambda message: ctx.recorder.record(
+            registry_object, WARNING, "AgentRegistryUnavailable", message
+        ),
+    )
+    registry_cache = KindCache(kube, platform_secrets.registry_spec(config), manager.settings)
+    sources = KindCache(kube, platform_secrets.SOURCE_SECRETS_SPEC, manager.settings)
+    ctx.platform = PlatformCaches(
+        registry=registry,
+        namespace_secrets=manager.cache("platform-secrets", platform_secrets.NAMESPACE_SECRETS_SPEC),
+        ca_bundles=manager.cache("ca-bundles", platform_secrets.CA_BUNDLE_SPEC),
+        sources=sources,
+        registry_configmaps=registry_cache,
+    )
+    sessions = ctx.caches.sessions
+
+    def waiting(namespace: str | None) -> None:
+        for session in sessions.list(namespace):
+            if str((session.get("status") or {}).get("phase") or "") in ("", c.PENDING):
+                session_loop.enqueue(object_key(session))
+
+    def active(_: Delta) -> None:
+        for session in sessions.list():
+            if str((session.get("status") or {}).get("phase") or "") not in c.TERMINAL_PHASES:
+                session_loop.enqueue(object_key(session))
+
+    def on_namespace_secret(delta: Delta) -> None:
+        obj = delta.new if delta.new is not None else delta.old
+        waiting(str(((obj or {}).get("metadata") or {}).get("namespace") or ""))
+
+    registry.add_listener(lambda _: waiting(None))
+
+    def on_registry(_: Delta) -> None:
+        registry.apply_configmap(registry_cache.get(platform_ns, registry_name))
+
+    registry_cache.add_handler(on_registry)
+    sources.add_handler(active)
+    assert ctx.platform.namespace_secrets is not None
+    ctx.platform.namespace_secrets.add_handler(on_namespace_secret)
+
+    def start() -> None:
+        for cache in (registry_cache, sources):
+            cache.start_namespace(platform_ns)
+        deadline = time.monotonic() + PLATFORM_SYNC_TIMEOUT
+        while not (registry_cache.synced() and sources.synced()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        registry.apply_configmap(registry_cache.get(platform_ns, registry_name))
+
+    def stop(_: float) -> None:
+        registry_cache.stop()
+        sources.stop()
+
+    manager.on_leading.insert(0, start)
+    manager.on_shutdown.append(stop)

@@ -36,6 +36,9 @@ k apply -k manifests/crd >/dev/null
 k wait --for=condition=Established crd/agenticsessions.vteam.ambient-code crd/projectsettings.vteam.ambient-code --timeout=60s >/dev/null
 k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
 k label namespace "$ns" ambient-code.io/managed=true --overwrite >/dev/null
+# The runner's API keys, as the platform keeps them; without it a session waits in Pending.
+k -n "$ns" create secret generic ambient-runner-secrets --from-literal=ANTHROPIC_API_KEY=demo \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
 
 say "Starting the operator (log: $state/demo-operator.log)"
 [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true

@@ -7,7 +7,7 @@ namespace moved from the platform's operator to this one keeps one policy, not t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from controller.kube import Resource
@@ -19,7 +19,7 @@ POLICY_NAME = "runner-allow-backend-only"
 COMPONENT_NETWORK_POLICY = "runner-network-policy"
 
 
-def runner_network_policy(namespace: str, backend_namespace: str, port: int) -> dict[str, Any]:
+def runner_network_policy(namespace: str, sources: Sequence[str], ports: Sequence[int]) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -33,28 +33,30 @@ def runner_network_policy(namespace: str, backend_namespace: str, port: int) -> 
                 LABEL_COMPONENT: COMPONENT_NETWORK_POLICY,
             },
         },
-        "spec": desired_spec(backend_namespace, port),
+        "spec": desired_spec(sources, ports),
     }
 
 
-def desired_spec(backend_namespace: str, port: int) -> dict[str, Any]:
+def desired_spec(sources: Sequence[str], ports: Sequence[int]) -> dict[str, Any]:
+    """Ingress to runner pods from the `sources` namespaces only, on the runners' `ports`."""
     return {
         "podSelector": {"matchLabels": {LABEL_APP: APP_RUNNER}},
         "policyTypes": ["Ingress"],
         "ingress": [
             {
                 "from": [
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": backend_namespace}}}
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": source}}}
+                    for source in sources
                 ],
-                "ports": [{"protocol": "TCP", "port": port}],
+                "ports": [{"protocol": "TCP", "port": port} for port in ports],
             }
         ],
     }
 
 
-def in_shape(policy: Mapping[str, Any], backend_namespace: str, port: int) -> bool:
+def in_shape(policy: Mapping[str, Any], sources: Sequence[str], ports: Sequence[int]) -> bool:
     """Whether the live policy says what we want (the API server adds no defaults to these fields)."""
-    return thaw(policy.get("spec")) == desired_spec(backend_namespace, port) and is_ours(policy)
+    return thaw(policy.get("spec")) == desired_spec(sources, ports) and is_ours(policy)
 
 
 def is_ours(policy: Mapping[str, Any]) -> bool:

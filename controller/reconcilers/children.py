@@ -192,7 +192,11 @@ def build_runner_service_account(session: Mapping[str, Any]) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": child_metadata(
-            session, runner_sa_name(session_name(session)), COMPONENT_RUNNER_RBAC, annotations
+            session,
+            runner_sa_name(session_name(session)),
+            COMPONENT_RUNNER_RBAC,
+            annotations,
+            extra_labels={LABEL_APP: "ambient-runner"},
         ),
         "automountServiceAccountToken": False,
     }
@@ -260,6 +264,7 @@ def build_token_secret(
             token_secret_name(session_name(session)),
             COMPONENT_RUNNER_TOKEN,
             {ANNOTATION_TOKEN_REFRESHED_AT: refreshed_at},
+            extra_labels={LABEL_APP: "ambient-runner-token"},
         ),
         "type": "Opaque",
         "data": {TOKEN_KEY_K8S: _b64(k8s_token), TOKEN_KEY_AGUI: _b64(agui_token)},
@@ -275,7 +280,12 @@ def build_session_service(session: Mapping[str, Any], config: OperatorConfig) ->
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": child_metadata(session, session_service_name(name), COMPONENT_SESSION_SERVICE),
+        "metadata": child_metadata(
+            session,
+            session_service_name(name),
+            COMPONENT_SESSION_SERVICE,
+            extra_labels={LABEL_APP: "ambient-code"},
+        ),
         "spec": {
             "type": "ClusterIP",
             "selector": {LABEL_SESSION: session_label_value(name), LABEL_COMPONENT: COMPONENT_RUNNER},

@@ -16,6 +16,7 @@ from controller.config import OperatorConfig
 from controller.events import EventRecorder
 from controller.kube import ApiError, Kube, Resource
 from controller.platform.models_source import ModelsSource, StaticModels
+from controller.platform.state import PlatformCaches
 from controller.status import StatusDraft, write_status
 from controller.watchers.cache import KindCache
 from controller.watchers.transforms import BY_SESSION
@@ -81,6 +82,7 @@ class Context:
     recorder: EventRecorder
     caches: Caches
     expectations: Expectations = field(default_factory=Expectations)
+    platform: PlatformCaches = field(default_factory=PlatformCaches)
     fanout: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="fanout")
     )

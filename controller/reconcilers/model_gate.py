@@ -24,42 +24,44 @@ from controller.platform.models import (
     resolve,
     shown,
 )
+from controller.platform.registry import RegistryView, runtime_id_of
 from controller.reconcile import Key, Result
 from controller.reconcilers.context import Context
+from controller.reconcilers.runner_inputs import registry_view
 from controller.reconcilers.runner_job import RUNNER_CONTAINER
 from controller.status import StatusDraft
 from controller.watchers.cache import KindCache
 
-DEFAULT_RUNTIME = "claude-agent-sdk"
-PROVIDERS = {"claude-agent-sdk": "anthropic", "gemini-cli": "google"}
 WAITING_FOR_MODEL = "WaitingForModel"
 # How soon a session waiting on a file-based manifest looks again (a file sends no events).
 FILE_RECHECK = 10.0
 
 
-# -- SEAM: replaced by the agent registry (controller.platform.registry: runtime_id_of + provider) ---
-def session_runtime(session: Mapping[str, Any], config: OperatorConfig) -> tuple[str, str]:
-    """(runtime id, provider) the session starts with: spec.runnerType, else the RUNNER_TYPE env
-    variable of the spec, else the default runtime; the provider from a built-in map ("" unknown)."""
-    spec = session.get("spec") if isinstance(session.get("spec"), Mapping) else {}
-    env = (spec or {}).get("environmentVariables")
-    runtime = (spec or {}).get("runnerType")
-    if not isinstance(runtime, str) or not runtime.strip():
-        runtime = env.get("RUNNER_TYPE") if isinstance(env, Mapping) else None
-    if not isinstance(runtime, str) or not runtime.strip():
-        runtime = DEFAULT_RUNTIME
-    runtime = runtime.strip()
-    return runtime, runtime_provider(runtime, config)
+# Providers of the platform's runtimes, used while no agent registry is loaded.
+PROVIDERS = {"claude-agent-sdk": "anthropic", "gemini-cli": "google"}
 
 
-def runtime_provider(runtime: str, config: OperatorConfig) -> str:
-    """SEAM: the provider of a runtime id ("" unknown)."""
-    return PROVIDERS.get(runtime, "")
+def runtime_provider(runtime_id: str, view: RegistryView | None) -> str:
+    """The provider of a runtime: the loaded registry's entry, else the platform's built-in
+    runtimes ("" unknown)."""
+    runtime = view.lookup(runtime_id) if view is not None else None
+    if runtime is not None and runtime.from_registry:
+        return runtime.provider
+    return PROVIDERS.get(runtime_id, "")
+
+
+def session_runtime(
+    session: Mapping[str, Any], config: OperatorConfig, view: RegistryView | None = None
+) -> tuple[str, str]:
+    """(runtime id, provider) the session starts with: the id as the agent registry selects it
+    (spec.runnerType, else RUNNER_TYPE of the spec, else the default runtime)."""
+    runtime_id = runtime_id_of(session, config)
+    return runtime_id, runtime_provider(runtime_id, view)
 
 
 def vertex_mode(config: OperatorConfig) -> bool:
-    """SEAM: whether runners use Vertex AI; the runner contract's Vertex setting when it exists."""
-    return bool(getattr(config, "use_vertex", False))
+    """Whether runners use Vertex AI (--use-vertex, or the original's CLAUDE_CODE_USE_VERTEX)."""
+    return config.use_vertex
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -113,7 +115,7 @@ class ModelGate:
 
 def check_model(ctx: Context, session: Mapping[str, Any]) -> ModelGate:
     """Resolves the model of a runner about to be built; a blocking answer is reported with an Event."""
-    runtime, provider = session_runtime(session, ctx.config)
+    runtime, provider = session_runtime(session, ctx.config, registry_view(ctx))
     previous = _previous(session)
     request = ModelRequest(
         model=_spec_model(session),
@@ -148,7 +150,7 @@ def live_switch_problem(ctx: Context, session: Mapping[str, Any], model: str) ->
     request = ModelRequest(
         model=model.strip(),
         runtime=runtime,
-        provider=runtime_provider(runtime, ctx.config),
+        provider=runtime_provider(runtime, registry_view(ctx)),
         previous_runtime=runtime,
         vertex=vertex_mode(ctx.config),
         require_manifest=ctx.config.require_models_manifest,

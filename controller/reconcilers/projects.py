@@ -22,6 +22,7 @@ from controller.platform import network_policy as policy
 from controller.platform import project_settings as ps
 from controller.reconcile import Key, Result
 from controller.reconcilers.context import Context
+from controller.reconcilers.runner_inputs import registry_view
 from controller.watchers.store import thaw
 
 log = logging.getLogger("controller.reconcilers.projects")
@@ -43,14 +44,18 @@ def project_key(namespace: str) -> Key:
     return (namespace, "")
 
 
-def runner_policy_port(ctx: Context, namespace: str) -> int:
-    """The runner port the NetworkPolicy opens in `namespace`: the one place that decides it."""
-    del namespace
-    return ctx.config.runner_port
+def runner_policy_ports(ctx: Context) -> list[int]:
+    """The ports the NetworkPolicy opens: every port a runner may listen on, the flag's and each
+    agent registry runtime's (sessions of one namespace may run different runtimes)."""
+    view = registry_view(ctx)
+    ports = {ctx.config.runner_port}
+    ports.update(runtime.port for runtime in (view.runtimes or {}).values() if runtime.port > 0)
+    return sorted(ports)
 
 
-def backend_namespace(ctx: Context) -> str:
-    return ctx.config.backend_namespace or ctx.config.operator_namespace
+def policy_sources(ctx: Context) -> list[str]:
+    """Who may reach runners: the backend's namespace, and the operator's (runner sync calls them)."""
+    return sorted({ctx.config.platform_namespace, ctx.config.operator_namespace})
 
 
 def reconcile(ctx: Context, managed: Callable[[], set[str]], key: Key) -> Result:
@@ -274,7 +279,7 @@ def write_settings_status(ctx: Context, settings: Mapping[str, Any], wanted: Map
 
 def ensure_network_policy(ctx: Context, namespace: str) -> str:
     """The runner NetworkPolicy, created or put back in shape; '' when in place, else the problem."""
-    backend, port = backend_namespace(ctx), runner_policy_port(ctx, namespace)
+    backend, port = policy_sources(ctx), runner_policy_ports(ctx)
     cached = _objects(ctx, POLICIES).get(namespace, policy.POLICY_NAME)
     if cached is not None and policy.in_shape(cached, backend, port):
         ctx.expectations.observed("NetworkPolicy", namespace, policy.POLICY_NAME)

@@ -18,6 +18,7 @@ from controller.events import WARNING
 from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, Resource
 from controller.names import (
     ANNOTATION_FORCE_EXECUTE_PROMPT,
+    ANNOTATION_RUNNER_SA,
     runner_job_name,
     runner_role_name,
     runner_rolebinding_name,
@@ -25,10 +26,11 @@ from controller.names import (
     session_service_name,
     temp_content_pod_name,
 )
+from controller.platform.registry import PERSISTENCE_PVC, Runtime, flag_runtime
 from controller.platform.runner_spec import started_status
 from controller.reconcile import Result
 from controller.reconcilers import children as build
-from controller.reconcilers import token_secrets
+from controller.reconcilers import runner_inputs, token_secrets
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.context import Context, Ensured, cached_child, create_child, owned_by
 from controller.reconcilers.model_gate import WAITING_FOR_MODEL, ModelGate, check_model
@@ -158,9 +160,34 @@ def _previous_run(session: Mapping[str, Any], job: Mapping[str, Any], recorded: 
     return job_finished(job) or bool((job.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def _blocked(ctx: Context, session: Mapping[str, Any], blocked: runner_inputs.Blocked) -> Result:
+    """The session waits in Pending; the watch on what it waits for wakes it."""
+    ctx.write_status(
+        session, LOOP, lambda d: d.set_condition(blocked.condition, c.FALSE, blocked.reason, blocked.message)
+    )
+    ctx.recorder.record(session, WARNING, blocked.reason, blocked.message)
+    return Result.done()
+
+
+def _runtime(ctx: Context, session: Mapping[str, Any]) -> tuple[Runtime | None, runner_inputs.Blocked | None]:
+    """The registry decides a runner that is still to be created; a created one keeps what it has."""
+    meta = session["metadata"]
+    if ctx.caches.jobs.get(meta["namespace"], runner_job_name(meta["name"])) is None:
+        return runner_inputs.select_runtime(ctx, session)
+    runtime, _ = runner_inputs.select_runtime(ctx, session)
+    if runtime is None:
+        runtime = flag_runtime(ctx.config.default_runner_type)
+    runner_inputs.refresh_copies(ctx, session)
+    return runtime, None
+
+
 def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str, c.Condition]) -> Result:
     meta = session["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
+    runtime, blocked = _runtime(ctx, session)
+    if blocked is not None or runtime is None:
+        assert blocked is not None
+        return _blocked(ctx, session, blocked)
     children = [
         Child(
             "ServiceAccount",
@@ -181,12 +208,16 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         ),
     ]
     parent = build.parent_session_id(session)
-    if parent:
+    if runtime.storage != PERSISTENCE_PVC:
+        workspace_message = (
+            f"no workspace PVC: runtime {runtime.id} keeps its state with persistence {runtime.storage}"
+        )
+    elif parent:
         # Nothing is created for a continuation whose parent's workspace is gone.
         early, workspace_message = _parent_workspace(ctx, session, parent)
         if early is not None:
             return early
-    else:
+    if runtime.storage == PERSISTENCE_PVC and not parent:
         claim = build.workspace_claim_name(session)
         workspace_message = f"workspace {claim}"
         children.insert(
@@ -217,6 +248,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
     job_state: tuple[str, str, str]
     created_job = False
     token: token_secrets.TokenState | None = None
+    resolved: runner_inputs.Resolved | None = None
     model: ModelGate | None = None
     result = Result.done()
     if job is not None and owned_by(job, uid) and _previous_run(session, job, previous):
@@ -254,6 +286,8 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         )
     elif ctx.expectations.pending("Job", namespace, job_name):
         return Result.after(1.0)
+    elif (resolved := runner_inputs.resolve(ctx, session, runtime)).blocked is not None:
+        return _blocked(ctx, session, resolved.blocked)
     elif not (model := check_model(ctx, session)).ok:
         job_state = (c.FALSE, WAITING_FOR_MODEL, model.resolution.message)
         result = model.retry
@@ -281,7 +315,8 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             ctx.recorder.record(session, WARNING, "RunnerJobRecreated", message)
         else:
             reason, message = "Created", f"runner Job {job_name} created"
-        manifest, warnings = build_runner_job(session, ctx.config, is_resume(session))
+        assert resolved is not None and resolved.inputs is not None
+        manifest, warnings = build_runner_job(session, ctx.config, is_resume(session), resolved.inputs)
         manifest = model.apply(manifest)
         manifest["metadata"].setdefault("annotations", {})[ANNOTATION_RUN] = run_number(session)
         # The Service is created with the Job; the check below then finds it.
@@ -326,11 +361,26 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             draft.set_condition(
                 c.SECRETS_READY, c.TRUE if token.ready else c.FALSE, token.reason, token.message
             )
+        if resolved is not None and runtime.storage != PERSISTENCE_PVC and resolved.s3_message:
+            draft.set_condition(
+                c.S3_AVAILABLE,
+                c.TRUE if resolved.s3_ok else c.FALSE,
+                "Configured" if resolved.s3_ok else runner_inputs.S3_NOT_CONFIGURED,
+                resolved.s3_message,
+            )
         draft.set_condition(c.JOB_CREATED, *job_state)
         if model is not None:
             model.describe(draft, job_state[0] == c.TRUE)
 
     ctx.write_status(session, LOOP, describe)
-    if created_job and (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):
-        patch_annotations(ctx, session, {ANNOTATION_FORCE_EXECUTE_PROMPT: None})
+    if created_job:
+        annotations = meta.get("annotations") or {}
+        changes: dict[str, str | None] = {}
+        if annotations.get(ANNOTATION_FORCE_EXECUTE_PROMPT):
+            changes[ANNOTATION_FORCE_EXECUTE_PROMPT] = None
+        if annotations.get(ANNOTATION_RUNNER_SA) != runner_sa_name(name):
+            # The backend trusts the runner's token only for the ServiceAccount this names.
+            changes[ANNOTATION_RUNNER_SA] = runner_sa_name(name)
+        if changes:
+            patch_annotations(ctx, session, changes)
     return result

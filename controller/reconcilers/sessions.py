@@ -27,6 +27,7 @@ from controller.names import (
 from controller.platform.inactivity import effective_timeout, seconds_left
 from controller.platform.project_settings import SINGLETON, inactivity_timeout_seconds
 from controller.reconcile import Key, Result, sooner
+from controller.reconcilers import copied_secrets
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.api_errors import report_api_error, server_message
 from controller.reconcilers.context import Context, owned_by
@@ -68,6 +69,7 @@ def reconcile(ctx: Context, key: Key) -> Result:
             return Result.done()
         return stop(ctx, session)
     if phase in c.TERMINAL_PHASES and not _spec_fixed_after_invalid(session, conditions):
+        copied_secrets.release(ctx, session)
         return Result.done()
 
     refusal = refuse(session)
@@ -231,6 +233,7 @@ def stop(ctx: Context, session: Mapping[str, Any]) -> Result:
     ctx.write_status(session, LOOP, describe)
     if not still_running:
         clear_stop_request(ctx, session)
+        copied_secrets.release(ctx, session)
     return Result.done()
 
 

@@ -11,6 +11,7 @@ import builtins
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from controller.watchers.quarantine import admit
 from controller.watchers.store import Delta, IndexFunc, Store, strip_managed_fields
 
 log = logging.getLogger("controller.watchers")
+_STORES_BY_KIND: dict[str, weakref.WeakSet[Store]] = {}
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class KindSpec:
     transform: Transform = strip_managed_fields
     indexers: Mapping[str, IndexFunc] = field(default_factory=dict)
     metadata_only: bool = False
+    field_selector: str | None = None
+    keep: Callable[[dict[str, Any]], bool] | None = None
 
 
 class KindCache:
@@ -47,8 +51,11 @@ class KindCache:
         self._informers: dict[str | None, Informer] = {}
         self._lock = threading.Lock()
         # Read on scrape: informers of several namespaces change the store concurrently, and a
-        # count pushed by each could land out of order.
-        metrics.cached_objects.labels(spec.resource.kind).set_function(lambda: len(self.store))
+        # count pushed by each could land out of order. Several caches may hold one kind (the
+        # operator's Secrets and the platform's): the gauge is their sum.
+        stores = _STORES_BY_KIND.setdefault(spec.resource.kind, weakref.WeakSet())
+        stores.add(self.store)
+        metrics.cached_objects.labels(spec.resource.kind).set_function(lambda: sum(len(s) for s in stores))
 
     @property
     def kind(self) -> str:
@@ -72,6 +79,8 @@ class KindCache:
                 handlers=self.handlers,
                 settings=self.settings,
                 metadata_only=self.spec.metadata_only,
+                field_selector=self.spec.field_selector,
+                keep=self.spec.keep,
             )
             self._informers[namespace] = informer
         informer.start()

@@ -83,8 +83,13 @@ class Informer:
         handlers: list[Handler] | None = None,
         settings: WatchSettings | None = None,
         metadata_only: bool = False,
+        field_selector: str | None = None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ):
         self.kube = kube
+        self.field_selector = field_selector
+        # Objects the server cannot filter out (a set of names) are dropped here, before the store.
+        self.keep = keep
         self.resource = resource
         self.namespace = namespace
         self.store = store
@@ -217,12 +222,15 @@ class Informer:
                 self.resource,
                 self.namespace,
                 label_selector=self.label_selector,
+                field_selector=self.field_selector,
                 resource_version="0" if first else None,
                 limit=None if first else self.settings.page_size,
                 continue_token=token,
                 metadata_only=self.metadata_only,
             )
             for item in listing:
+                if self.keep is not None and not self.keep(item):
+                    continue
                 yield admit(self.resource.kind, item, self.transform)
             meta = listing.metadata
             token = meta.get("continue") or None
@@ -237,6 +245,7 @@ class Informer:
             self.namespace,
             resource_version=self.resource_version,
             label_selector=self.label_selector,
+            field_selector=self.field_selector,
             timeout_seconds=timeout,
             read_timeout=self.settings.inactivity_timeout,
             metadata_only=self.metadata_only,
@@ -270,6 +279,10 @@ class Informer:
             raise ApiError(code, str(obj.get("reason", "")), str(obj.get("message", "")))
         rv = str(metadata_of(obj).get("resourceVersion", ""))
         if event_type == "BOOKMARK":
+            if rv:
+                self.resource_version = rv
+            return
+        if self.keep is not None and not self.keep(obj):
             if rv:
                 self.resource_version = rv
             return

@@ -72,6 +72,9 @@ class OperatorProcess:
             "kwok.ambient-code.io/",
             "--log-level",
             "debug",
+            # Most tests make sessions without the platform's ambient-runner-secrets; the tests of
+            # that rule turn it back on with --require-runner-secret (a later flag wins).
+            "--no-require-runner-secret",
             *self.args,
         ]
         if self.namespaces:

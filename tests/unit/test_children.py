@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -236,63 +235,10 @@ FULL_SPEC: dict[str, Any] = {
 }
 
 
-def test_env_order_and_contents() -> None:
-    session = make_session(spec=FULL_SPEC, annotations={"vteam.ambient-code/parent-session-id": "p1"})
-    env, warnings = runner_env(session, CONFIG, is_resume=True)
-    assert warnings == []
-    assert [item["name"] for item in env] == [
-        "AGENTIC_SESSION_NAME",
-        "AGENTIC_SESSION_NAMESPACE",
-        "SESSION_ID",
-        "INITIAL_PROMPT",
-        "LLM_MODEL",
-        "LLM_TEMPERATURE",
-        "LLM_MAX_TOKENS",
-        "REPOS_JSON",
-        "ACTIVE_WORKFLOW_GIT_URL",
-        "ACTIVE_WORKFLOW_BRANCH",
-        "ACTIVE_WORKFLOW_PATH",
-        "INTERACTIVE",
-        "TIMEOUT",
-        "PARENT_SESSION_ID",
-        "IS_RESUME",
-        "USER_ID",
-        "USER_NAME",
-        "CUSTOM_MCP_SERVERS",
-        "WORKSPACE_PATH",
-        "AGUI_PORT",
-        "AGUI_TOKEN",
-        "BOT_TOKEN_PATH",
-        "ALPHA",
-        "ZED",
-    ]
-    values = env_of(session, is_resume=True)
-    assert values["AGENTIC_SESSION_NAME"] == values["SESSION_ID"] == "s1"
-    assert values["AGENTIC_SESSION_NAMESPACE"] == "proj"
-    assert values["LLM_MODEL"] == "m-1"
-    assert values["LLM_TEMPERATURE"] == "0.70"
-    assert values["LLM_MAX_TOKENS"] == "4000"
-    assert json.loads(values["REPOS_JSON"]) == [
-        {"url": "https://github.com/org/alpha.git", "branch": "dev", "autoPush": True, "name": "alpha"},
-        {"url": "git@github.com:other/beta.git", "branch": "main", "autoPush": False, "name": "beta"},
-    ]
-    assert values["ACTIVE_WORKFLOW_PATH"] == "flows/x"
-    assert values["INTERACTIVE"] == "false"
-    assert values["TIMEOUT"] == "300"
-    assert values["PARENT_SESSION_ID"] == "p1"
-    assert values["USER_NAME"] == "Some User"
-    assert json.loads(values["CUSTOM_MCP_SERVERS"]) == {"disabled": ["x"]}
-    assert values["WORKSPACE_PATH"] == "/workspace"
-    assert values["AGUI_PORT"] == "8001"
-    assert values["AGUI_TOKEN"] == {"secretKeyRef": {"name": "ambient-runner-token-s1", "key": "agui-token"}}
-    assert values["BOT_TOKEN_PATH"] == "/var/run/secrets/ambient/bot-token"
-
-
 def test_minimal_env_uses_defaults_and_omits_optional_values() -> None:
     values = env_of(make_session(spec={}))
     assert values["LLM_MODEL"] == CONFIG.default_model
     assert values["INTERACTIVE"] == "true"
-    assert values["REPOS_JSON"] == "[]"
     assert values["INITIAL_PROMPT"] == ""
     for absent in (
         "LLM_TEMPERATURE",
@@ -304,6 +250,7 @@ def test_minimal_env_uses_defaults_and_omits_optional_values() -> None:
         "USER_NAME",
         "CUSTOM_MCP_SERVERS",
         "ACTIVE_WORKFLOW_GIT_URL",
+        "REPOS_JSON",
     ):
         assert absent not in values
 
@@ -390,66 +337,6 @@ def test_unusable_user_variables_are_skipped_with_a_warning() -> None:
     names = [item["name"] for item in env]
     assert "NUM" not in names and "BAD-NAME" not in names and "OK" in names
     assert len(warnings) == 2
-
-
-def test_runner_job_shape() -> None:
-    config = OperatorConfig(runner_image="img:1", runner_image_pull_policy="Always", runner_port=8001)
-    job, warnings = build_runner_job(make_session(), config, False)
-    assert warnings == []
-    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
-    assert job["metadata"]["name"] == "s1-runner"
-    assert job["spec"]["backoffLimit"] == 0
-    assert "activeDeadlineSeconds" not in job["spec"]
-    assert "ttlSecondsAfterFinished" not in job["spec"]
-    template = job["spec"]["template"]
-    assert template["metadata"]["labels"] == {
-        "agentic-session": "s1",
-        "app.kubernetes.io/managed-by": "agentic-operator",
-        "app.kubernetes.io/component": "runner",
-        "app": "ambient-code-runner",
-    }
-    spec = template["spec"]
-    assert spec["restartPolicy"] == "Never"
-    assert spec["serviceAccountName"] == "ambient-session-s1"
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    assert "nodeSelector" not in spec
-    (container,) = spec["containers"]
-    assert container["name"] == "ambient-code-runner"
-    assert container["image"] == "img:1"
-    assert container["imagePullPolicy"] == "Always"
-    assert container["ports"] == [{"name": "agui", "containerPort": 8001, "protocol": "TCP"}]
-    assert container["resources"] == {
-        "requests": {"cpu": "500m", "memory": "512Mi"},
-        "limits": {"cpu": "2", "memory": "8Gi"},
-    }
-    assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    assert container["readinessProbe"] == {
-        "httpGet": {"path": "/health", "port": "agui"},
-        "periodSeconds": 5,
-        "timeoutSeconds": 2,
-        "failureThreshold": 3,
-    }
-    assert container["volumeMounts"] == [
-        {"name": "workspace", "mountPath": "/workspace"},
-        {"name": "runner-token", "mountPath": "/var/run/secrets/ambient", "readOnly": True},
-    ]
-    assert spec["volumes"] == [
-        {"name": "workspace", "persistentVolumeClaim": {"claimName": "ambient-workspace-s1"}},
-        {
-            "name": "runner-token",
-            "secret": {
-                "secretName": "ambient-runner-token-s1",
-                "items": [{"key": "k8s-token", "path": "bot-token"}],
-                "defaultMode": 0o440,
-            },
-        },
-    ]
 
 
 def test_node_selector_and_ttl() -> None:

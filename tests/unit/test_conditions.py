@@ -253,3 +253,13 @@ def test_condition_round_trips_through_dict() -> None:
     original = Condition(c.READY, FALSE, "Unschedulable", "0/3 nodes", "2025-01-01T00:00:00Z", 4)
     assert c.condition_list([original]) == [original.to_dict()]
     assert Condition.from_dict(original.to_dict()) == original
+
+
+@pytest.mark.parametrize("reason", sorted(c.PENDING_REASONS))
+def test_waiting_for_something_outside_the_session_is_pending(reason: str) -> None:
+    conditions = {
+        c.PVC_READY: c.Condition(c.PVC_READY, c.TRUE, "Ready"),
+        c.SECRETS_READY: c.Condition(c.SECRETS_READY, c.FALSE, reason),
+    }
+    assert c.derive_phase(conditions, None) == c.PENDING
+    assert c.derive_phase(conditions, c.STOPPED) == c.STOPPING

@@ -134,7 +134,8 @@ def test_help_documents_every_field_with_its_env_var(capsys: pytest.CaptureFixtu
     for f in dataclasses.fields(OperatorConfig):
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag
-        assert f"[env {f.metadata['env']}]" in text, f.metadata["env"]
+        names = " | ".join((f.metadata["env"], *f.metadata["aliases"]))
+        assert f"[env {names}]" in text, f.metadata["env"]
 
 
 def test_help_mentions_the_design_flags(capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,3 +149,33 @@ def test_help_shows_real_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     text = _run_help(capsys)
     assert "(default: None)" not in text
     assert ":8080" in text
+
+
+def test_the_original_operators_env_names_are_aliases() -> None:
+    head = {
+        "AMBIENT_CODE_RUNNER_IMAGE": "quay.io/x/runner:1",
+        "IMAGE_PULL_POLICY": "IfNotPresent",
+        "NAMESPACE": "ambient-code",
+        "MAX_CONCURRENT_RECONCILES": "10",
+        "AGENT_REGISTRY_PATH": "/config/registry/agent-registry.json",
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "CLOUD_ML_REGION": "global",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "p",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/app/vertex/key.json",
+    }
+    parsed = config.parse(["run"], head)
+    assert parsed.runner_image == "quay.io/x/runner:1"
+    assert parsed.runner_image_pull_policy == "IfNotPresent"
+    assert parsed.operator_namespace == parsed.platform_namespace == "ambient-code"
+    assert parsed.workers_sessions == 10
+    assert parsed.agent_registry_path == "/config/registry/agent-registry.json"
+    assert parsed.use_vertex is True
+    # Our own name wins over an alias; the default pull policy is the original's Always.
+    both = config.parse(["run"], {**head, "RUNNER_IMAGE": "ours:2"})
+    assert both.runner_image == "ours:2"
+    assert config.parse(["run"], {}).runner_image_pull_policy == "Always"
+
+
+def test_vertex_mode_needs_its_three_settings() -> None:
+    with pytest.raises(ValueError, match="--use-vertex needs"):
+        config.parse(["run"], {"USE_VERTEX": "true", "CLOUD_ML_REGION": "global"})

@@ -71,7 +71,7 @@ def test_trigger_rbac_and_limits_are_owned_by_the_settings() -> None:
 
 
 def test_network_policy_shape_and_drift() -> None:
-    built = policy.runner_network_policy("team", "ambient-code", 8001)
+    built = policy.runner_network_policy("team", ["ambient-code"], [8001])
     assert built["metadata"]["name"] == "runner-allow-backend-only"
     assert built["spec"]["podSelector"] == {"matchLabels": {"app": "ambient-code-runner"}}
     rule = built["spec"]["ingress"][0]
@@ -79,15 +79,18 @@ def test_network_policy_shape_and_drift() -> None:
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ambient-code"}}}
     ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8001}]
-    assert policy.in_shape(freeze(built), "ambient-code", 8001)
-    assert not policy.in_shape(freeze(built), "ambient-code", 9000)
+    two = policy.runner_network_policy("team", ["ambient-code", "ops"], [8001, 9000])
+    assert [p["port"] for p in two["spec"]["ingress"][0]["ports"]] == [8001, 9000]
+    assert len(two["spec"]["ingress"][0]["from"]) == 2
+    assert policy.in_shape(freeze(built), ["ambient-code"], [8001])
+    assert not policy.in_shape(freeze(built), ["ambient-code"], [8001, 9000])
     edited = {**built, "spec": {**built["spec"], "ingress": [{}]}}
-    assert not policy.in_shape(freeze(edited), "ambient-code", 8001)
+    assert not policy.in_shape(freeze(edited), ["ambient-code"], [8001])
     platform_made = {
         **built,
         "metadata": {"name": "runner-allow-backend-only", "labels": {"app": "ambient-code"}},
     }
-    assert not policy.in_shape(freeze(platform_made), "ambient-code", 8001)
+    assert not policy.in_shape(freeze(platform_made), ["ambient-code"], [8001])
 
 
 def _session(spec: dict[str, object] | None = None, **status: str) -> dict[str, object]:
