@@ -83,7 +83,11 @@ def test_labelled_namespace_is_set_up_and_released(
     )
     assert policy is not None
     rule = policy["spec"]["ingress"][0]
-    assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "platform"}
+    # The backend's namespace, and the operator's (ambient-code by default): runner sync calls runners.
+    assert [f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for f in rule["from"]] == [
+        "ambient-code",
+        "platform",
+    ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8001}]
 
     # Group access follows the spec both ways.
