@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from controller import session_metrics
 from controller.config import OperatorConfig
 from controller.events import EventRecorder
 from controller.kube import Kube
@@ -56,6 +57,8 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
         roles=manager.cache("roles", kinds.ROLE_SPEC),
         role_bindings=manager.cache("rolebindings", kinds.ROLE_BINDING_SPEC),
     )
+    # Sessions by phase are counted from the cache at scrape time, by the leader only.
+    session_metrics.watch_sessions(lambda: caches.sessions.list() if manager.started_loops.is_set() else None)
     recorder = EventRecorder(kube)
     manager.on_shutdown.append(recorder.flush)
     ctx = Context(config=config, kube=kube, recorder=recorder, caches=caches)
