@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.version import version
+
 LOOPS = ("sessions", "jobs", "temp-content", "token-secrets")
 MANAGED_NAMESPACE_LABEL = "ambient-code.io/managed"
 
@@ -205,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentic-operator",
         description="Runs AgenticSession resources as runner Jobs and keeps their status true.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",

@@ -134,6 +134,8 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
         ("watch", "namespaces"),
         ("create", "roles.rbac.authorization.k8s.io", "-n", namespace),
         ("create", "events", "-n", namespace),
+        ("patch", "secrets", "-n", namespace),
+        ("patch", "agenticsessions.vteam.ambient-code", "-n", namespace),
         ("update", "leases.coordination.k8s.io", "-n", "ambient-code"),
     ]
     never = [
@@ -148,6 +150,14 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
         ("impersonate", "users"),
         ("create", "deployments.apps", "-n", namespace),
         ("*", "*"),
+        # Grants the code never uses: no full updates, no Secret deletion, Events only created.
+        ("update", "agenticsessions.vteam.ambient-code", "-n", namespace),
+        ("update", "agenticsessions.vteam.ambient-code", "--subresource=status", "-n", namespace),
+        ("update", "secrets", "-n", namespace),
+        ("delete", "secrets", "-n", namespace),
+        ("patch", "events", "-n", namespace),
+        ("create", "events.events.k8s.io", "-n", namespace),
+        ("create", "events", "-n", "ambient-code"),
     ]
     assert [q for q in must if not _can(kubectl, cluster, tmp_path, *q)] == []
     assert [q for q in never if _can(kubectl, cluster, tmp_path, *q)] == []
