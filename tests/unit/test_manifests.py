@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from controller import config, metrics
+from tests.unit.pod_security import fixed_ids, restricted_violations
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -474,7 +475,6 @@ def test_deployment_security_context() -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "agentic-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     for container in containers(deployment):
         context = container["securityContext"]
@@ -625,7 +625,6 @@ def test_alerts_use_exported_metrics_and_are_annotated() -> None:
 
 def test_cluster_wide_install_builds() -> None:
     objects = kustomize(MANIFESTS)
-    assert find(objects, "CustomResourceDefinition", "agenticsessions.vteam.ambient-code")
     assert find(objects, "Namespace", "ambient-code")
     assert find(objects, "ClusterRole", "agentic-operator")
     assert find(objects, "ClusterRoleBinding", "agentic-operator")
@@ -644,7 +643,6 @@ def test_cluster_wide_install_builds() -> None:
 
 def test_namespaced_install_builds() -> None:
     objects = kustomize(NAMESPACED)
-    assert find(objects, "CustomResourceDefinition", "agenticsessions.vteam.ambient-code")
     assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     role = find(objects, "Role", "agentic-operator")
     binding = find(objects, "RoleBinding", "agentic-operator")
@@ -686,3 +684,48 @@ def test_monitoring_components_build(tmp_path: Path) -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard_map["data"]["agentic-operator.json"]) == dashboard()
+
+
+# ---------------------------------------------------------------------------------------------
+# install layout: CRDs apart, pods fit OpenShift and the restricted Pod Security Standard
+# ---------------------------------------------------------------------------------------------
+
+
+def crd_files() -> set[str]:
+    return {p.name for p in (MANIFESTS / "crd").glob("*.yaml") if p.name != "kustomization.yaml"}
+
+
+def test_crds_are_installed_apart_and_never_with_the_operator() -> None:
+    """`kubectl delete -k manifests/` must never delete a CRD: that would delete every session."""
+    crds = kustomize(MANIFESTS / "crd")
+    assert {o["kind"] for o in crds} == {"CustomResourceDefinition"}
+    assert {o["metadata"]["name"] + ".yaml" for o in crds} == crd_files()
+    assert load_yaml(MANIFESTS / "crd" / "kustomization.yaml")["resources"] == sorted(crd_files())
+    for path in kustomization_paths():
+        if path.parent != MANIFESTS / "crd":
+            refs = [(path.parent / ref).resolve() for ref in referenced_paths(load_yaml(path))]
+            assert (MANIFESTS / "crd").resolve() not in refs, f"{path} includes the CRDs"
+    for directory in (MANIFESTS, NAMESPACED):
+        kinds = {o["kind"] for o in kustomize(directory)}
+        assert "CustomResourceDefinition" not in kinds, directory
+
+
+def pod_templates(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for obj in objects:
+        template = (obj.get("spec") or {}).get("template")
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job") and template:
+            yield f"{obj['kind']}/{obj['metadata']['name']}", template["spec"]
+
+
+def rendered_overlays() -> list[Path]:
+    """Every kustomization that renders workloads: manifests/ and each overlay."""
+    return [MANIFESTS, *sorted(p.parent for p in (MANIFESTS / "overlays").glob("*/kustomization.yaml"))]
+
+
+@pytest.mark.parametrize("directory", rendered_overlays(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_overlay_pins_no_ids_and_meets_restricted_pod_security(directory: Path) -> None:
+    templates = list(pod_templates(kustomize(directory)))
+    assert templates, f"{directory} renders no pod template"
+    for where, pod in templates:
+        assert fixed_ids(pod) == [], f"{where} pins ids: OpenShift's restricted-v2 SCC rejects them"
+        assert restricted_violations(pod) == [], where
