@@ -85,6 +85,26 @@ stops_total = Counter(
 
 _reasons_lock = threading.Lock()
 _reasons_seen: set[str] = set()
+_namespaces_seen: set[str] = set()
+
+
+def _init_namespace(namespace: str) -> None:
+    """Creates a namespace's series at its first phase change, so graphs start from zero.
+
+    A series born with its first event hides that event from rate() and increase(): the first
+    sample has nothing before it to compare with. Reasons of failures are not known in advance.
+    """
+    with _reasons_lock:
+        if namespace in _namespaces_seen:
+            return
+        _namespaces_seen.add(namespace)
+    startup_seconds.labels(namespace)
+    for phase in (c.RUNNING, c.FAILED, c.STOPPING):
+        creating_seconds.labels(namespace, phase)
+    restarts_total.labels(namespace)
+    for reason in STOP_REASONS:
+        stops_total.labels(namespace, reason)
+    platform.init_namespace(namespace)
 
 
 def failure_reason(conditions: Mapping[str, c.Condition]) -> str:
@@ -121,6 +141,7 @@ def phase_written(
     status = session.get("status") if isinstance(session.get("status"), Mapping) else {}
     status = status or {}
     namespace = str(meta.get("namespace") or "")
+    _init_namespace(namespace)
     phase_transitions_total.labels(namespace, old or UNSET, new).inc()
     run_started = _seconds_since(status.get("startTime"), now)
     if new == c.RUNNING:

@@ -64,6 +64,12 @@ total_duration = Histogram(
 )
 
 
+def init_namespace(namespace: str) -> None:
+    """The histograms' series of a namespace, created empty before their first observation."""
+    startup_duration.labels(namespace)
+    total_duration.labels(namespace)
+
+
 def phase_written(
     namespace: str, new: str, since_start: float | None, since_completion: float | None
 ) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+import controller.session_metrics  # noqa: F401  (registers the session metrics)
 from controller import config, metrics
 from tests.unit.pod_security import fixed_ids, restricted_violations
 
