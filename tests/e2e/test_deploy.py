@@ -80,9 +80,15 @@ def _wait_namespaces_gone(kube: Kube) -> None:
     wait_for(gone, 90, message="previous install's namespaces deleted")
 
 
-def _service_account_kubeconfig(kube: Kube, cluster: Cluster, path: Path) -> Path:
+def service_account_kubeconfig(
+    kube: Kube,
+    cluster: Cluster,
+    path: Path,
+    namespace: str = "ambient-code",
+    account: str = "agentic-operator",
+) -> Path:
     """A kubeconfig that authenticates as the operator's ServiceAccount, as the Deployment would."""
-    token, _ = kube.create_token("ambient-code", "agentic-operator", audiences=[], expiration_seconds=3600)
+    token, _ = kube.create_token(namespace, account, audiences=[], expiration_seconds=3600)
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     cluster_entry = admin["clusters"][0]
     config = {
@@ -108,7 +114,7 @@ def _run_a_session_as_the_operator(
     **operator: Any,
 ) -> None:
     """The operator, with the deployed ServiceAccount's own token, takes a session to Running and back."""
-    as_operator = _service_account_kubeconfig(kube, cluster, home / "operator.kubeconfig")
+    as_operator = service_account_kubeconfig(kube, cluster, home / "operator.kubeconfig")
     start_operator(kubeconfig=as_operator, **operator)
     create_session(kube, name, namespace)
     wait_session(kube, namespace, name, phase_is("Running"), timeout=90)
