@@ -51,7 +51,8 @@ deploy:
 undeploy:
 	$(KUBECTL) delete --ignore-not-found -k manifests
 
-## docker-build: the operator image (needs Docker or IMG-compatible CONTAINER_TOOL with BuildKit)
+## docker-build: the operator image; needs Docker (or CONTAINER_TOOL=podman/buildah with BuildKit
+## syntax), which CI does not have: the tests run the operator from the source tree instead
 docker-build:
 	$(CONTAINER_TOOL) build -t $(IMG) .
 

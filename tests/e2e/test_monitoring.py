@@ -127,7 +127,7 @@ class Prometheus:
     def ready(self) -> bool:
         assert self.process.poll() is None, "prometheus exited; see prometheus.log"
         try:
-            return self._get("/-/ready") == 200
+            return bool(self._get("/-/ready") == 200)
         except OSError:
             return False
 

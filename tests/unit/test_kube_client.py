@@ -27,6 +27,7 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         Recorder.seen.append({"path": self.path, "headers": dict(self.headers)})
+        body: dict[str, Any]
         if self.path.endswith("/missing"):
             body, code = {"kind": "Status", "reason": "NotFound", "message": "not here"}, 404
         else:

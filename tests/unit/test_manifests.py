@@ -730,3 +730,23 @@ def test_every_overlay_pins_no_ids_and_meets_restricted_pod_security(directory: 
     for where, pod in templates:
         assert fixed_ids(pod) == [], f"{where} pins ids: OpenShift's restricted-v2 SCC rejects them"
         assert restricted_violations(pod) == [], where
+
+
+def test_pod_security_checks_catch_what_they_look_for() -> None:
+    pod = {
+        "securityContext": {"runAsUser": 0, "fsGroup": 1000},
+        "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+        "containers": [{"name": "c", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
+    }
+    found = restricted_violations(pod)
+    for needle in (
+        "hostPath",
+        "runAsUser 0",
+        "allowPrivilegeEscalation",
+        "runAsNonRoot",
+        "seccomp",
+        "drop ALL",
+        "SYS_ADMIN",
+    ):
+        assert any(needle in v for v in found), (needle, found)
+    assert fixed_ids(pod) == ["pod: runAsUser", "pod: fsGroup"]
