@@ -39,10 +39,16 @@ partial="$bin.partial"
 rm -rf "$partial" && mkdir -p "$partial"
 started=$(date +%s)
 
-log "building helm $HELM_VERSION"
+# As Helm's Makefile does: the Kubernetes version that `helm template` and `helm lint` assume is
+# the one of the client-go module Helm is built with (otherwise a built-in v1.20).
+helm_gomod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+k8s_minor=$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$helm_gomod")
+[ -n "$k8s_minor" ] || { log "cannot read the client-go version from $helm_gomod"; exit 1; }
+log "building helm $HELM_VERSION (Kubernetes 1.$k8s_minor)"
+h=helm.sh/helm/v3
 GOBIN="$partial" go install -trimpath \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-  "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  -ldflags "-s -w -X $h/internal/version.version=$HELM_VERSION -X $h/pkg/chartutil.k8sVersionMajor=1 -X $h/pkg/chartutil.k8sVersionMinor=$k8s_minor -X $h/pkg/lint/rules.k8sVersionMajor=1 -X $h/pkg/lint/rules.k8sVersionMinor=$k8s_minor" \
+  "$h/cmd/helm@$HELM_VERSION"
 
 log "building prometheus and promtool $PROMETHEUS_VERSION"
 p=github.com/prometheus/common/version
