@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube import NAMESPACES, ApiError, Kube, Resource
+from controller.kube import NAMESPACES, SESSIONS, ApiError, Kube, Resource
 from tests.conftest import Cluster
-from tests.e2e.conftest import OperatorFactory, annotate, create_session, phase_is, wait_session
+from tests.e2e.conftest import CRDS, OperatorFactory, annotate, create_session, phase_is, wait_session
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR = "system:serviceaccount:ambient-code:agentic-operator"
@@ -124,6 +124,7 @@ def _run_a_session_as_the_operator(
 
 def test_cluster_wide_install_grants_exactly_what_is_used(
     kube: Kube,
+    crd: dict[str, Any],
     cluster: Cluster,
     kubectl: str,
     namespace: str,
@@ -163,7 +164,6 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
         ("delete", "secrets", "-n", namespace),
         ("patch", "events", "-n", namespace),
         ("create", "events.events.k8s.io", "-n", namespace),
-        ("create", "events", "-n", "ambient-code"),
     ]
     assert [q for q in must if not _can(kubectl, cluster, tmp_path, *q)] == []
     assert [q for q in never if _can(kubectl, cluster, tmp_path, *q)] == []
@@ -177,6 +177,13 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
         "rbac",
         args=["--leader-elect", "--leader-election-namespace", "ambient-code"],
     )
+
+    # Removing the operator leaves the CRD, and so the session, alone.
+    deleted = _run(kubectl, cluster, tmp_path, "delete", "--wait=false", "-k", str(REPO / "manifests"))
+    assert 'deployment.apps "agentic-operator" deleted' in deleted.stdout, deleted.stdout
+    assert "customresourcedefinition" not in deleted.stdout
+    assert kube.get_or_none(SESSIONS, namespace, "rbac") is not None
+    assert kube.get_or_none(CRDS, None, crd["metadata"]["name"]) is not None
 
 
 def test_namespaced_install_cannot_touch_other_namespaces(

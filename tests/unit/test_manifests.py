@@ -53,7 +53,7 @@ ALLOWED_DEFAULTS: dict[str, Any] = {
 # The ClusterRole, rule by rule, as (apiGroup, resource, verb).
 EXPECTED_CLUSTER_RULES: set[tuple[str, str, str]] = {
     *(("vteam.ambient-code", "agenticsessions", v) for v in ("get", "list", "watch", "patch")),
-    ("vteam.ambient-code", "agenticsessions/status", "patch"),
+    *(("vteam.ambient-code", "agenticsessions/status", v) for v in ("get", "patch")),
     *(("", "namespaces", v) for v in ("get", "list", "watch")),
     *(("", "persistentvolumeclaims", v) for v in ("get", "list", "watch", "create")),
     *(("", "serviceaccounts", v) for v in ("get", "list", "watch", "create")),
