@@ -22,6 +22,7 @@ from tests.e2e.helpers import wait_for
 from tests.e2e.test_deploy import service_account_kubeconfig
 from tests.e2e.tools import run, tool
 from tests.unit.pod_security import fixed_ids, restricted_violations
+from tests.unit.test_manifests import rbac_triples
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "agentic-operator"
@@ -29,18 +30,8 @@ VALUES = [None, *sorted((CHART / "ci").glob("*.yaml"))]
 RELEASE_NAMESPACE = "ambient-code"
 
 
-def triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {
-        (group, resource, verb)
-        for rule in rules
-        for group in rule.get("apiGroups", [])
-        for resource in rule.get("resources", [])
-        for verb in rule.get("verbs", [])
-    }
-
-
 def rbac_rules(name: str) -> set[tuple[str, str, str]]:
-    return triples(yaml.safe_load((REPO / "rbac" / name).read_text())["rules"])
+    return rbac_triples(yaml.safe_load((REPO / "rbac" / name).read_text())["rules"])
 
 
 def render(values: Path | None, *options: str, namespace: str = RELEASE_NAMESPACE) -> list[dict[str, Any]]:
@@ -100,10 +91,10 @@ def test_rendered_chart(values: Path | None) -> None:
         per_namespace = [r for r in of_kind(objects, "Role") if r["metadata"]["namespace"] in listed]
         assert sorted(r["metadata"]["namespace"] for r in per_namespace) == sorted(listed)
         for role in per_namespace:
-            assert triples(role["rules"]) == {t for t in cluster_rules if t[1] != "namespaces"}
+            assert rbac_triples(role["rules"]) == {t for t in cluster_rules if t[1] != "namespaces"}
     else:
         (cluster_role,) = of_kind(objects, "ClusterRole")
-        assert triples(cluster_role["rules"]) == cluster_rules
+        assert rbac_triples(cluster_role["rules"]) == cluster_rules
         (binding,) = of_kind(objects, "ClusterRoleBinding")
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": account, "namespace": RELEASE_NAMESPACE}
@@ -114,7 +105,7 @@ def test_rendered_chart(values: Path | None) -> None:
     assert (leader is not None) == elect
     assert container["args"] == ["run", "--leader-elect" if elect else "--no-leader-elect"]
     if leader is not None:
-        assert triples(leader["rules"]) == rbac_rules("leader_election_role.yaml")
+        assert rbac_triples(leader["rules"]) == rbac_rules("leader_election_role.yaml")
 
     # The metrics Service selects the pod; a ServiceMonitor selects the Service.
     (service,) = of_kind(objects, "Service")
