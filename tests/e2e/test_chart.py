@@ -65,6 +65,14 @@ def test_chart_crds_are_the_manifests_crds() -> None:
         assert (CHART / "crds" / name).read_bytes() == (REPO / "manifests" / "crd" / name).read_bytes()
 
 
+def test_packaged_chart_is_self_contained(tmp_path: Path) -> None:
+    """`helm package` resolves the links: the archive renders what the source directory renders."""
+    run(tool("helm"), "package", str(CHART), "-d", str(tmp_path))
+    (archive,) = tmp_path.glob("agentic-operator-*.tgz")
+    packaged = run(tool("helm"), "template", "agentic-operator", str(archive), "-n", RELEASE_NAMESPACE)
+    assert [d for d in yaml.safe_load_all(packaged.stdout) if d] == render(None)
+
+
 @pytest.mark.parametrize("values", VALUES, ids=values_id)
 def test_rendered_chart(values: Path | None) -> None:
     objects = render(values)
