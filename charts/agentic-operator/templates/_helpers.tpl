@@ -1,7 +1,10 @@
-{{/* The operator's object names: fullnameOverride, else <release>-agentic-operator. */}}
+{{/* The operator's object names: fullnameOverride, else the release name if it names the chart,
+else <release>-agentic-operator. */}}
 {{- define "agentic-operator.fullname" -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
 {{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
