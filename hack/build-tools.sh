@@ -20,7 +20,8 @@ cache_root=${AGENTIC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agentic-operator
 wanted=(helm prometheus promtool)
 all_present() { for b in "${wanted[@]}"; do [ -x "$1/$b" ] || return 1; done; }
 
-pins="tools_helm-${HELM_VERSION}_prometheus-${PROMETHEUS_VERSION}_$(sha256sum "$here/tools.env" "$0" | sha256sum | cut -c1-12)"
+# Keyed on the contents of the pins and of this script (not on the path it was called by).
+pins="tools_helm-${HELM_VERSION}_prometheus-${PROMETHEUS_VERSION}_$(cat "$here/tools.env" "$here/build-tools.sh" | sha256sum | cut -c1-12)"
 if ! command -v go >/dev/null; then
   for dir in "$cache_root"/bin/"$pins"_*; do
     if [ -d "$dir" ] && all_present "$dir"; then echo "$dir"; exit 0; fi
