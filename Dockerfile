@@ -1,5 +1,6 @@
 # Image of the agentic operator: a Python virtual environment with the operator and its
-# dependencies, run as an unprivileged user. Build from the repository root (BuildKit):
+# dependencies (with the otlp extra), run as an unprivileged user. Build from the repository root
+# (BuildKit), or with `make docker-build IMG=...`:
 #
 #   docker build -t quay.io/ambient_code/agentic-operator:v0.1.0 .
 #
@@ -20,9 +21,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 # Only what the package build reads (see .dockerignore), so source edits elsewhere keep the
 # cache.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY controller ./controller
-RUN pip wheel --wheel-dir /wheels .
+# With the otlp extra: traces can be exported (OTEL_TRACES_EXPORTER=otlp) without rebuilding.
+RUN pip wheel --wheel-dir /wheels '.[otlp]'
 
 # ---------------------------------------------------------------------------------------------
 # final: the wheels installed into /opt/venv, offline; no compiler, no build files, no cache.
@@ -30,6 +32,7 @@ RUN pip wheel --wheel-dir /wheels .
 FROM ${PYTHON_IMAGE}
 
 ARG VERSION=0.1.0
+COPY LICENSE /licenses/LICENSE
 LABEL org.opencontainers.image.title="agentic-operator" \
       org.opencontainers.image.description="Kubernetes operator that runs AgenticSession resources as runner Jobs" \
       org.opencontainers.image.licenses="Apache-2.0" \
@@ -46,15 +49,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # pip is removed from the venv afterwards: nothing installs at run time.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links=/wheels agentic-operator \
+ && /opt/venv/bin/pip install --no-index --find-links=/wheels 'agentic-operator[otlp]' \
  && /opt/venv/bin/pip uninstall --yes pip
 
-# Same numeric user as the Deployment's securityContext (runAsUser/runAsGroup 65532), with no
-# entry in /etc/passwd needed. The root filesystem can be mounted read-only: only /tmp is written.
 # /app/operator answers the platform's command lines unchanged: `./operator session-trigger`
 # (scheduled sessions' CronJobs) and `./operator run ...`.
 COPY --chmod=0755 image/operator /app/operator
 
+# A numeric user, so that `runAsNonRoot: true` can be checked without an /etc/passwd entry. The
+# manifests pin no UID: on OpenShift the restricted SCC assigns one from the namespace's range
+# (group 0), elsewhere this one applies. Nothing needs to be owned by it: the root filesystem can
+# be mounted read-only, and only /tmp (an emptyDir) is written.
 USER 65532:65532
 WORKDIR /app
 

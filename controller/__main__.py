@@ -15,7 +15,8 @@ lean_client.install()
 
 from controller import config as config_module  # noqa: E402
 from controller import logs, tracing  # noqa: E402
-from controller.kube import Kube, load_api_client  # noqa: E402
+from controller.kube import Kube  # noqa: E402
+from controller.kubeconfig import KubeconfigError, load  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracing.setup()
     from controller.operator import build
 
-    kube = Kube(load_api_client(config.kubeconfig))
+    try:
+        kube = Kube(load(config.kubeconfig))
+    except KubeconfigError as exc:
+        print(f"agentic-operator: {exc}", file=sys.stderr)
+        return 1
     manager, _ = build(config, kube)
     manager.install_signal_handlers()
     logging.getLogger("controller").info(

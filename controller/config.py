@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.version import version
+
 # A resource quantity as the API server parses it: every runner Job and PVC carries these, so a
 # malformed one would have every create refused (422); the operator refuses to start instead.
 QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
@@ -380,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentic-operator",
         description="Runs AgenticSession resources as runner Jobs and keeps their status true.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",

@@ -26,11 +26,13 @@ from opentelemetry import trace
 
 from controller import metrics, safe_json
 from controller.list_decoder import ListDecoder
+from controller.version import version
 
 JSON = dict[str, Any]
 log = logging.getLogger("controller.kube")
 tracer = trace.get_tracer("agentic-operator.kube")
 
+USER_AGENT = f"agentic-operator/{version()}"
 MERGE_PATCH = "application/merge-patch+json"
 LIST_CHUNK = 1 << 16
 # Metadata-only reads (as controller-runtime's metadata informers): the server sends each object as a
@@ -158,6 +160,19 @@ def load_api_client(kubeconfig: str = "") -> k8s_client.ApiClient:
     return k8s_client.ApiClient(configuration)
 
 
+def auth_headers(configuration: k8s_client.Configuration) -> dict[str, str]:
+    """The Authorization header for the next request, from the client's public Configuration API.
+
+    `Configuration.auth_settings()` runs the kubeconfig's token refresh hook (exec plugins, OIDC,
+    in-cluster token rotation) and returns the bearer token, in every client major this supports.
+    ApiClient.update_params_for_auth, used before, changed its signature in client 37.
+    """
+    setting = configuration.auth_settings().get("BearerToken")
+    if not setting or not setting.get("value"):
+        return {}
+    return {"Authorization": str(setting["value"])}
+
+
 def _let_go(response: urllib3.BaseHTTPResponse, read_to_end: bool) -> None:
     """A response read to its end returns its connection to the pool; any other is closed.
 
@@ -268,11 +283,10 @@ class Kube:
     # -- plumbing --------------------------------------------------------------------------------
 
     def _headers(self, content_type: str | None, accept: str = "application/json") -> dict[str, str]:
-        headers = {"Accept": accept, "User-Agent": "agentic-operator/0.1"}
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
         if content_type:
             headers["Content-Type"] = content_type
-        queries: builtins.list[Any] = []
-        self.api_client.update_params_for_auth(headers, queries, ["BearerToken"])
+        headers.update(auth_headers(self.configuration))
         return headers
 
     def _url(self, path: str, query: Mapping[str, Any] | None) -> str:

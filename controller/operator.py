@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from controller import conditions as c
+from controller import session_metrics
 from controller.config import OperatorConfig
 from controller.events import WARNING, EventRecorder
 from controller.kube import Kube
@@ -79,6 +80,8 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     caches.project_objects = {
         name: manager.cache(f"project-{name}", spec) for name, spec in kinds.PROJECT_OBJECT_SPECS.items()
     }
+    # Sessions by phase are counted from the cache at scrape time, by the leader only.
+    session_metrics.watch_sessions(lambda: caches.sessions.list() if manager.started_loops.is_set() else None)
     recorder = EventRecorder(kube)
     manager.on_shutdown.append(recorder.flush)
     models: ModelsSource

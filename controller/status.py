@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller import conditions as c
+from controller import session_metrics
 from controller.events import NORMAL, WARNING, EventRecorder
 from controller.kube import SESSIONS, Kube
 from controller.names import ANNOTATION_DESIRED_PHASE
@@ -176,8 +177,10 @@ def write_status(
     if on_written is not None:
         on_written(written)
     old, new = str(outcome["old"]), str(outcome["new"])
+    draft: StatusDraft = outcome["draft"]
+    if old != new:
+        session_metrics.phase_written(written, old, new, draft.conditions)
     if old != new and recorder is not None:
-        draft: StatusDraft = outcome["draft"]
         ready = draft.conditions.get(c.READY)
         detail = ""
         if ready is not None and ready.message:

@@ -158,6 +158,8 @@ class Informer:
 
     def _run(self) -> None:
         need_list, cause, first = True, "initial", True
+        # The usual cause, as a zero from the start: a graph of restarts shows 0, not "no data".
+        metrics.watch_restarts_total.labels(self.resource.kind, self._ns_label, "server-closed")
         while not self._stop.is_set():
             if not first:
                 metrics.watch_restarts_total.labels(self.resource.kind, self._ns_label, cause).inc()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube import NAMESPACES, ApiError, Kube, Resource
+from controller.kube import NAMESPACES, SESSIONS, ApiError, Kube, Resource
 from tests.conftest import Cluster
-from tests.e2e.conftest import OperatorFactory, annotate, create_session, phase_is, wait_session
+from tests.e2e.conftest import CRDS, OperatorFactory, annotate, create_session, phase_is, wait_session
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR = "system:serviceaccount:ambient-code:agentic-operator"
@@ -80,9 +80,15 @@ def _wait_namespaces_gone(kube: Kube) -> None:
     wait_for(gone, 90, message="previous install's namespaces deleted")
 
 
-def _service_account_kubeconfig(kube: Kube, cluster: Cluster, path: Path) -> Path:
+def service_account_kubeconfig(
+    kube: Kube,
+    cluster: Cluster,
+    path: Path,
+    namespace: str = "ambient-code",
+    account: str = "agentic-operator",
+) -> Path:
     """A kubeconfig that authenticates as the operator's ServiceAccount, as the Deployment would."""
-    token, _ = kube.create_token("ambient-code", "agentic-operator", audiences=[], expiration_seconds=3600)
+    token, _ = kube.create_token(namespace, account, audiences=[], expiration_seconds=3600)
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     cluster_entry = admin["clusters"][0]
     config = {
@@ -108,7 +114,7 @@ def _run_a_session_as_the_operator(
     **operator: Any,
 ) -> None:
     """The operator, with the deployed ServiceAccount's own token, takes a session to Running and back."""
-    as_operator = _service_account_kubeconfig(kube, cluster, home / "operator.kubeconfig")
+    as_operator = service_account_kubeconfig(kube, cluster, home / "operator.kubeconfig")
     start_operator(kubeconfig=as_operator, **operator)
     create_session(kube, name, namespace)
     wait_session(kube, namespace, name, phase_is("Running"), timeout=90)
@@ -118,6 +124,7 @@ def _run_a_session_as_the_operator(
 
 def test_cluster_wide_install_grants_exactly_what_is_used(
     kube: Kube,
+    crd: dict[str, Any],
     cluster: Cluster,
     kubectl: str,
     namespace: str,
@@ -134,6 +141,8 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
         ("watch", "namespaces"),
         ("create", "roles.rbac.authorization.k8s.io", "-n", namespace),
         ("create", "events", "-n", namespace),
+        ("patch", "secrets", "-n", namespace),
+        ("patch", "agenticsessions.vteam.ambient-code", "-n", namespace),
         ("update", "leases.coordination.k8s.io", "-n", "ambient-code"),
     ]
     never = [
@@ -148,6 +157,13 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
         ("impersonate", "users"),
         ("create", "deployments.apps", "-n", namespace),
         ("*", "*"),
+        # Grants the code never uses: no full updates, no Secret deletion, Events only created.
+        ("update", "agenticsessions.vteam.ambient-code", "-n", namespace),
+        ("update", "agenticsessions.vteam.ambient-code", "--subresource=status", "-n", namespace),
+        ("update", "secrets", "-n", namespace),
+        ("delete", "secrets", "-n", namespace),
+        ("patch", "events", "-n", namespace),
+        ("create", "events.events.k8s.io", "-n", namespace),
     ]
     assert [q for q in must if not _can(kubectl, cluster, tmp_path, *q)] == []
     assert [q for q in never if _can(kubectl, cluster, tmp_path, *q)] == []
@@ -161,6 +177,13 @@ def test_cluster_wide_install_grants_exactly_what_is_used(
         "rbac",
         args=["--leader-elect", "--leader-election-namespace", "ambient-code"],
     )
+
+    # Removing the operator leaves the CRD, and so the session, alone.
+    deleted = _run(kubectl, cluster, tmp_path, "delete", "--wait=false", "-k", str(REPO / "manifests"))
+    assert 'deployment.apps "agentic-operator" deleted' in deleted.stdout, deleted.stdout
+    assert "customresourcedefinition" not in deleted.stdout
+    assert kube.get_or_none(SESSIONS, namespace, "rbac") is not None
+    assert kube.get_or_none(CRDS, None, crd["metadata"]["name"]) is not None
 
 
 def test_namespaced_install_cannot_touch_other_namespaces(

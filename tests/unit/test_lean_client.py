@@ -43,13 +43,12 @@ def test_entry_point_loads_the_client_without_models_and_still_reads_a_kubeconfi
         import sys
         import controller.__main__
         import controller.operator
-        from controller.kube import load_api_client
+        from controller.kube import auth_headers, load_api_client
         client = load_api_client({str(kubeconfig)!r})
         models = [m for m in sys.modules if m.startswith("kubernetes.client.models.")]
         apis = [m for m in sys.modules if m.startswith("kubernetes.client.api.")]
-        headers = {{}}
-        client.update_params_for_auth(headers, [], ["BearerToken"])
-        print(client.configuration.host, len(models), len(apis), headers["authorization"])
+        headers = auth_headers(client.configuration)
+        print(client.configuration.host, len(models), len(apis), headers["Authorization"])
         """
     )
     assert out == "https://127.0.0.1:6443 0 0 Bearer abc"
