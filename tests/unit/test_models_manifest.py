@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,8 +14,9 @@ import pytest
 from controller import conditions as c
 from controller.config import OperatorConfig
 from controller.platform import models as m
-from controller.platform.models_source import ConfigMapModels, FileModels
-from controller.reconcilers.model_gate import session_runtime, waiting_for_model
+from controller.platform.models_source import ConfigMapModels, FileModels, StaticModels
+from controller.platform.state import PlatformCaches
+from controller.reconcilers.model_gate import live_switch_problem, session_runtime, waiting_for_model
 from controller.reconcilers.runner_job import RUNNER_CONTAINER, build_runner_job
 from controller.watchers.store import Delta
 
@@ -389,3 +391,31 @@ def test_configmap_source_parses_once_per_change_and_keeps_last_good() -> None:
     source._on_delta(Delta("DELETED", _configmap(None, "4"), None))
     assert source.state().known is m.Known.ABSENT
     assert len(changes) == 6
+
+
+def _switch_ctx(state: m.ManifestState) -> Any:
+    """What live_switch_problem reads of a Context: config, the manifest, the (unwired) registry."""
+    return SimpleNamespace(config=OperatorConfig(), models=StaticModels(state), platform=PlatformCaches())
+
+
+@pytest.mark.parametrize(
+    ("model", "state", "runs_on", "allowed"),
+    [
+        ("claude-opus-4-6", LOADED, "claude-agent-sdk", True),
+        ("claude-opus-4-7", LOADED, "claude-agent-sdk", False),  # available: false
+        ("no-such-model", LOADED, "claude-agent-sdk", False),
+        ("gemini-2.5-flash", LOADED, "claude-agent-sdk", False),  # another provider's model
+        ("gemini-2.5-flash", LOADED, "gemini-cli", True),
+        ("  ", LOADED, "claude-agent-sdk", False),
+        ("anything", m.ABSENT, "claude-agent-sdk", True),  # no manifest in use: unchecked
+        ("claude-opus-4-6", m.NOT_LOADED, "claude-agent-sdk", False),  # nothing decided blind
+    ],
+)
+def test_a_live_switch_is_checked_against_the_runtime_the_runner_runs(
+    model: str, state: m.ManifestState, runs_on: str, allowed: bool
+) -> None:
+    # The spec names another runtime since the start: the running runner's own runtime decides.
+    session = _session({"runnerType": "edited-later"})
+    session["status"] = {"reconciledModel": {"model": "claude-sonnet-4-6", "runtime": runs_on}}
+    problem = live_switch_problem(_switch_ctx(state), session, model)
+    assert (problem is None) is allowed, problem
