@@ -199,7 +199,7 @@ def test_chart_install_runs_a_session_as_its_service_account(
         start_operator(
             [namespace],
             kubeconfig=as_operator,
-            args=["--leader-elect", "--leader-election-namespace", release],
+            args=["--leader-elect", "--leader-election-namespace", release, "--operator-namespace", release],
         )
         create_session(kube, "helm", namespace)
         wait_session(kube, namespace, "helm", phase_is("Running"), timeout=90)

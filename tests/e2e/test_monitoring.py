@@ -24,10 +24,18 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube import Kube
-from tests.e2e.conftest import OperatorFactory, annotate, create_session, phase_is, wait_session
+from controller.kube import SESSIONS, Kube
+from tests.e2e.conftest import (
+    OperatorFactory,
+    annotate,
+    condition_of,
+    create_session,
+    phase_is,
+    wait_session,
+)
 from tests.e2e.helpers import COMPLETE_AFTER, EXIT_CODE, FAIL_AFTER, wait_for
 from tests.e2e.operator import OperatorProcess, free_port
+from tests.e2e.runner_double import RunnerDouble
 from tests.e2e.tools import run, tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,14 +179,39 @@ def _lifecycle(kube: Kube, namespace: str) -> None:
     wait_session(kube, namespace, "run", phase_is("Stopped"), timeout=60)
     annotate(kube, namespace, "run", {"ambient-code.io/desired-phase": "Running"})
     wait_session(kube, namespace, "run", phase_is("Running"), timeout=60)
+    # A repo added to the running session: runner sync calls the runner (the Runner sync row).
+    kube.patch(SESSIONS, namespace, "run", {"spec": {"repos": [{"url": "https://github.com/example/alpha"}]}})
+    wait_session(
+        kube,
+        namespace,
+        "run",
+        lambda s: condition_of(s, "ReposReconciled").get("status") == "True",
+        timeout=60,
+        what="ReposReconciled=True",
+    )
     wait_session(kube, namespace, "done", phase_is("Completed"), timeout=60)
     wait_session(kube, namespace, "fail", phase_is("Failed"), timeout=60)
 
 
 def test_every_dashboard_panel_returns_data_from_a_live_operator(
-    kube: Kube, namespace: str, start_operator: OperatorFactory, prometheus: Any
+    kube: Kube,
+    namespace: str,
+    start_operator: OperatorFactory,
+    prometheus: Any,
+    request: pytest.FixtureRequest,
 ) -> None:
-    operator = start_operator([namespace], args=["--leader-elect", "--leader-election-namespace", namespace])
+    runner = RunnerDouble(kube).start()
+    request.addfinalizer(runner.stop)
+    operator = start_operator(
+        [namespace],
+        args=[
+            "--leader-elect",
+            "--leader-election-namespace",
+            namespace,
+            "--runner-url-template",
+            runner.url_template,
+        ],
+    )
     server = prometheus(operator)
     wait_for(lambda: bool(server.query(f'up{{job="{JOB}"}} == 1')), 30, message="operator scraped")
     time.sleep(2)  # series created before any transition are scraped as zeros first
