@@ -37,6 +37,12 @@ class OperatorConfig:
         "Label selector of managed namespaces, used when --namespaces is empty.",
         f"{MANAGED_NAMESPACE_LABEL}=true",
     )
+    watch_per_namespace: bool = _opt(
+        "WATCH_PER_NAMESPACE",
+        "With --namespace-selector, watch each kind in each managed namespace instead of once across "
+        "all namespaces (connections and threads then grow with namespaces).",
+        False,
+    )
     metrics_bind_address: str = _opt("METRICS_BIND_ADDRESS", "Address of /metrics; '0' disables it.", ":8080")
     health_probe_bind_address: str = _opt(
         "HEALTH_PROBE_BIND_ADDRESS", "Address of /healthz and /readyz; '0' disables it.", ":8081"

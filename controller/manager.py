@@ -42,6 +42,10 @@ class Manager:
     # Run at shutdown once the loops have drained, with the seconds left of the shutdown timeout.
     on_shutdown: list[Callable[[float], object]] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    # Called with a namespace's name once the caches hold (or no longer hold) its objects; see
+    # NamespaceScope. For loops that act per namespace rather than per session.
+    on_namespace_managed: list[Callable[[str], None]] = field(default_factory=list)
+    on_namespace_unmanaged: list[Callable[[str], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.scope: NamespaceScope | None = None
@@ -107,6 +111,9 @@ class Manager:
             namespaces=self.config.namespaces,
             selector=self.config.namespace_selector,
             settings=self.settings,
+            cluster_wide=not self.config.watch_per_namespace,
+            on_added=self.on_namespace_managed,
+            on_removed=self.on_namespace_unmanaged,
         )
         self.scope.start()
 

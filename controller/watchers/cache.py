@@ -1,8 +1,14 @@
-"""Namespace-scoped caches: one store per kind, one informer per (kind, namespace).
+"""Namespace-scoped caches: one store per kind, fed by one cluster-wide watch or one per namespace.
 
-One watch per namespace lets the operator run with namespaced Roles only. In selector mode a
-namespace informer starts and stops those watches as namespaces gain or lose the managed label;
-the API server reports a namespace leaving the selector as DELETED, so both cases arrive as events.
+Selector mode (the default install, allowed to list cluster-wide) watches each kind once across all
+namespaces; a namespace informer decides which namespaces are managed, and a namespace gaining or
+losing the managed label only moves its objects in or out of the caches (see scoped_store): threads
+and connections do not grow with namespaces. The API server reports a namespace leaving the selector
+as DELETED, so both cases arrive as events. With --namespaces (namespaced Roles only) each kind is
+watched in each listed namespace instead.
+
+Whoever must act when a namespace becomes managed or stops being managed (beyond the caches, which
+follow by themselves) registers a callback in NamespaceScope.on_added / on_removed.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 from controller import metrics
 from controller.kube import NAMESPACES, Kube, Resource
 from controller.watchers.informer import Handler, Informer, Transform, WatchSettings, dispatch_existing
-from controller.watchers.store import Delta, IndexFunc, Store, strip_managed_fields
+from controller.watchers.scoped_store import ScopedStore
+from controller.watchers.store import Delta, IndexFunc, strip_managed_fields
 
 log = logging.getLogger("controller.watchers")
 
@@ -41,7 +48,7 @@ class KindCache:
         self.kube = kube
         self.spec = spec
         self.settings = settings
-        self.store = Store(spec.indexers)
+        self.store = ScopedStore(spec.indexers)
         self.handlers: builtins.list[Handler] = []
         self._informers: dict[str | None, Informer] = {}
         self._lock = threading.Lock()
@@ -74,6 +81,27 @@ class KindCache:
             )
             self._informers[namespace] = informer
         informer.start()
+
+    def watch_cluster(self, managed: Iterable[str]) -> None:
+        """One watch across all namespaces, keeping objects of `managed` (see manage/unmanage)."""
+        self.store.restrict(managed)
+        self.start_namespace(None)
+
+    def manage(self, namespace: str) -> None:
+        """Cluster-wide mode: the namespace's objects join the cache; handlers hear them as ADDED."""
+        self._dispatch(self.store.manage(namespace))
+
+    def unmanage(self, namespace: str) -> None:
+        """Cluster-wide mode: the namespace's objects leave the cache; handlers hear them as DELETED."""
+        self._dispatch(self.store.unmanage(namespace))
+
+    def _dispatch(self, deltas: builtins.list[Delta]) -> None:
+        for delta in deltas:
+            for handler in self.handlers:
+                try:
+                    handler(delta)
+                except Exception:
+                    log.exception("cache %s: handler failed on %r", self.kind, delta)
 
     def stop_namespace(self, namespace: str | None) -> None:
         with self._lock:
@@ -122,8 +150,18 @@ class KindCache:
         return self.store.by_index(index, value)
 
 
+# Seconds start() waits for the namespace list before opening the kinds' cluster-wide watches, so
+# their first LISTs land straight in the caches instead of being parked and moved.
+NAMESPACE_SYNC_WAIT = 10.0
+
+
 class NamespaceScope:
-    """Decides which namespaces are managed and keeps every kind cache watching exactly those."""
+    """Decides which namespaces are managed and keeps every kind cache holding exactly those.
+
+    `on_added` / `on_removed` callbacks get a namespace name after the caches have taken it in or
+    dropped it (so a callback reading the caches sees the new state); they run on the namespace
+    informer's thread and must not block.
+    """
 
     def __init__(
         self,
@@ -134,16 +172,26 @@ class NamespaceScope:
         selector: str = "",
         settings: WatchSettings | None = None,
         on_namespace_removed: Callable[[str], None] | None = None,
+        cluster_wide: bool = True,
+        on_added: Iterable[Callable[[str], None]] = (),
+        on_removed: Iterable[Callable[[str], None]] = (),
     ):
         self.kube = kube
         self.caches = list(caches)
         self.explicit = tuple(namespaces)
         self.selector = selector
         self.settings = settings or WatchSettings()
-        self.on_namespace_removed = on_namespace_removed
+        self.cluster_wide = cluster_wide and not self.explicit
+        self.on_added: builtins.list[Callable[[str], None]] = list(on_added)
+        self.on_removed: builtins.list[Callable[[str], None]] = list(on_removed)
+        if on_namespace_removed is not None:
+            self.on_removed.append(on_namespace_removed)
         self.namespace_cache: KindCache | None = None
         self._managed: set[str] = set()
         self._lock = threading.Lock()
+        # Held across a whole change of scope, so caches never see a namespace's add and removal
+        # interleaved, nor a change between start()'s snapshot and the watches it opens.
+        self._changing = threading.RLock()
 
     def start(self) -> None:
         if self.explicit:
@@ -155,6 +203,14 @@ class NamespaceScope:
         )
         self.namespace_cache.add_handler(self._on_namespace)
         self.namespace_cache.start_namespace(None)
+        if not self.cluster_wide:
+            return
+        for informer in self.namespace_cache.informers():
+            informer.synced.wait(NAMESPACE_SYNC_WAIT)
+        with self._changing:
+            managed = self.managed()
+            for cache in self.caches:
+                cache.watch_cluster(managed)
 
     def stop(self) -> None:
         if self.namespace_cache is not None:
@@ -178,24 +234,40 @@ class NamespaceScope:
             self._add(name)
 
     def _add(self, namespace: str) -> None:
-        with self._lock:
-            if namespace in self._managed:
-                return
-            self._managed.add(namespace)
-        log.info("managing namespace %s", namespace)
-        for cache in self.caches:
-            cache.start_namespace(namespace)
+        with self._changing:
+            with self._lock:
+                if namespace in self._managed:
+                    return
+                self._managed.add(namespace)
+            log.info("managing namespace %s", namespace)
+            for cache in self.caches:
+                if cache.store.restricted:
+                    cache.manage(namespace)
+                elif not self.cluster_wide:
+                    cache.start_namespace(namespace)
+            self._notify(self.on_added, namespace)
 
     def _remove(self, namespace: str) -> None:
-        with self._lock:
-            if namespace not in self._managed:
-                return
-            self._managed.discard(namespace)
-        log.info("no longer managing namespace %s", namespace)
-        for cache in self.caches:
-            cache.stop_namespace(namespace)
-        if self.on_namespace_removed is not None:
-            self.on_namespace_removed(namespace)
+        with self._changing:
+            with self._lock:
+                if namespace not in self._managed:
+                    return
+                self._managed.discard(namespace)
+            log.info("no longer managing namespace %s", namespace)
+            for cache in self.caches:
+                if cache.store.restricted:
+                    cache.unmanage(namespace)
+                elif not self.cluster_wide:
+                    cache.stop_namespace(namespace)
+            self._notify(self.on_removed, namespace)
+
+    @staticmethod
+    def _notify(callbacks: Iterable[Callable[[str], None]], namespace: str) -> None:
+        for callback in callbacks:
+            try:
+                callback(namespace)
+            except Exception:
+                log.exception("namespace callback failed for %s", namespace)
 
     def synced(self) -> bool:
         if self.namespace_cache is not None and not self.namespace_cache.synced():
