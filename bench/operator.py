@@ -67,9 +67,20 @@ class Workers:
 class OperatorProcess:
     """`python -m controller run` scoped to the benchmark's namespaces, leader election off."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], workers: Workers, log_path: Path):
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: list[str],
+        workers: Workers,
+        log_path: Path,
+        selector: str = "",
+        extra_args: tuple[str, ...] = (),
+    ):
+        """`selector` runs the operator in selector mode (one watch per kind) instead of --namespaces."""
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
+        self.selector = selector
+        self.extra_args = extra_args
         self.workers = workers
         self.log_path = log_path
         self.metrics_port = 0
@@ -87,8 +98,11 @@ class OperatorProcess:
             "run",
             "--kubeconfig",
             str(self.kubeconfig),
-            "--namespaces",
-            ",".join(self.namespaces),
+            *(
+                ["--namespace-selector", self.selector]
+                if self.selector
+                else ["--namespaces", ",".join(self.namespaces)]
+            ),
             "--metrics-bind-address",
             f"127.0.0.1:{self.metrics_port}",
             "--health-probe-bind-address",
@@ -107,6 +121,7 @@ class OperatorProcess:
             "--log-level",
             "info",
             *self.workers.args(),
+            *self.extra_args,
         ]
 
     @property
@@ -234,6 +249,11 @@ def cold_start(operator: OperatorProcess, count: int, timeout: float) -> dict[st
         "rss_mib_after_sync": round(after.rss_mib, 1),
         "peak_rss_mib": round(after.peak_rss_mib, 1),
         "cpu_seconds": round(after.cpu_seconds, 2),
+        "threads": after.threads,
+        "watch_connections": {
+            labels.get("kind", ""): value
+            for labels, value in samples.get("agentic_operator_watch_connections", [])
+        },
         "requests": requests,
         "writes": sum(writes.values()),
         "gets": sum(v for k, v in requests.items() if k.startswith("get ")),

@@ -10,6 +10,9 @@ from bench.operator import Workers
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = REPO / "bench" / "results"
 DEFAULT_DOCS = REPO / "docs" / "benchmarks.md"
+# The production shape of upstream #1300: sessions and managed namespaces (--platform).
+PLATFORM_SESSIONS = 4319
+PLATFORM_NAMESPACES = 763
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class Options:
     workers: Workers = field(default_factory=Workers)
     concurrency: int | None = None
     scale_only: bool = False
+    platform: bool = False
+    platform_running: int = 80
     results_dir: Path = DEFAULT_RESULTS
     docs: Path | None = DEFAULT_DOCS
     kubeconfig: Path | None = None

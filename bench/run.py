@@ -33,6 +33,7 @@ from bench.limit import run_limit
 from bench.measure import delta, failed_by_code, reads, requests_by_verb
 from bench.operator import OperatorProcess, cold_start
 from bench.options import Options
+from bench.platform import RUN_LABEL, run_platform
 from bench.provision import CREATES_PER_SESSION, session_names
 from bench.scale import run_scale
 from controller.kube import EVENTS, SESSIONS, Kube
@@ -69,14 +70,16 @@ def run(options: Options, say: Say = stderr) -> tuple[dict[str, Any], Path]:
         say(f"run {run_id}: operator logs in {log_dir}")
         previous = wait_for_leftovers(kube, options.earlier_runs_timeout, say)
         results: dict[str, Any] = {
-            "benchmark": "scale" if options.scale_only else "full",
+            "benchmark": "platform" if options.platform else "scale" if options.scale_only else "full",
             "machine": machine(kube, options.command),
             "parameters": _parameters(options),
             "earlier_runs_at_start": previous,
         }
         made = Made(kube)
         try:
-            if options.scale_only:
+            if options.platform:
+                results.update(_platform(kube, kubeconfig, options, run_id, log_dir, made, say))
+            elif options.scale_only:
                 results.update(_scale(kube, kubeconfig, options, run_id, log_dir, made, say))
             else:
                 results.update(_full(kube, kubeconfig, options, run_id, log_dir, made, say))
@@ -115,6 +118,8 @@ def _parameters(options: Options) -> dict[str, Any]:
         "workers": asdict(options.workers),
         "concurrency": options.effective_concurrency,
         "scale_only": options.scale_only,
+        "platform": options.platform,
+        "platform_running": options.platform_running if options.platform else None,
     }
 
 
@@ -131,6 +136,18 @@ def _scale(
     namespaces = _namespaces(kube, made, run_id, "scale", options.namespaces, managed=True)
     made.nodes += add_kwok_nodes(kube, options.sessions + 20, f"bench-{run_id}-node")
     return run_scale(kube, kubeconfig, options, namespaces, log_dir, say)
+
+
+def _platform(
+    kube: Kube, kubeconfig: Path, options: Options, run_id: str, log_dir: Path, made: Made, say: Say
+) -> dict[str, Any]:
+    names = [f"bench-{run_id}-p-{index}" for index in range(options.namespaces)]
+    made.namespaces += names
+    started = time.monotonic()
+    create_namespaces(kube, names, managed=True, extra_labels={RUN_LABEL: run_id})
+    say(f"{len(names)} namespaces created in {time.monotonic() - started:.0f}s")
+    made.nodes += add_kwok_nodes(kube, options.platform_running + 20, f"bench-{run_id}-node")
+    return run_platform(kube, kubeconfig, options, names, run_id, log_dir, say)
 
 
 def _full(
