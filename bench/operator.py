@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -258,3 +259,27 @@ def cold_start(operator: OperatorProcess, count: int, timeout: float) -> dict[st
         "writes": sum(writes.values()),
         "gets": sum(v for k, v in requests.items() if k.startswith("get ")),
     }
+
+
+def two_starts(
+    make: Callable[[str], OperatorProcess], count: int, settle: float, say: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, Any], OperatorProcess]:
+    """A first start over objects the script wrote (it should write nothing), then the measured one.
+
+    Returns both starts' figures and the second process, still running; the caller stops it.
+    """
+    timeout = 120.0 + 0.1 * count
+    first_process = make("operator-first-start")
+    try:
+        first = cold_start(first_process, count, timeout)
+    finally:
+        first_process.stop()
+    say(f"first start: ready in {first['seconds_to_ready']}s, {first['writes']:.0f} writes; settling")
+    time.sleep(settle)
+    second_process = make("operator-cold-start")
+    try:
+        second = cold_start(second_process, count, timeout)
+    except BaseException:
+        second_process.stop()
+        raise
+    return first, second, second_process

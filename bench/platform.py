@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import delta, reads, requests_by_verb
-from bench.operator import OperatorProcess, cold_start
+from bench.operator import OperatorProcess, two_starts
 from bench.options import PLATFORM_NAMESPACES, PLATFORM_SESSIONS, Options
 from bench.provision import (
     Key,
@@ -169,17 +169,8 @@ def run_platform(
             kubeconfig, namespaces, options.workers, log_dir / f"{name}.log", selector=f"{RUN_LABEL}={run_id}"
         )
 
-    count, timeout = len(keys), 120.0 + 0.1 * len(keys)
-    first_process = operator("operator-first-start")
+    first, second, second_process = two_starts(operator, len(keys), options.settle, say)
     try:
-        first = cold_start(first_process, count, timeout)
-    finally:
-        first_process.stop()
-    say(f"first start: ready in {first['seconds_to_ready']}s, {first['writes']:.0f} writes; settling")
-    time.sleep(options.settle)
-    second_process = operator("operator-cold-start")
-    try:
-        second = cold_start(second_process, count, timeout)
         say(
             f"cold start: ready {second['seconds_to_ready']}s, "
             f"reconciled {second['seconds_to_all_reconciled']}s, RSS {second['rss_mib_after_sync']} MiB; "

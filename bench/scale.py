@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.operator import OperatorProcess, cold_start
+from bench.operator import OperatorProcess, two_starts
 from bench.options import Options
 from bench.provision import (
     Key,
@@ -145,19 +145,8 @@ def run_scale(
     def operator(name: str) -> OperatorProcess:
         return OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / f"{name}.log")
 
-    timeout = 120.0 + 0.1 * count
-    first_process = operator("operator-first-start")
-    try:
-        first = cold_start(first_process, count, timeout)
-    finally:
-        first_process.stop()
-    say(f"first start: ready in {first['seconds_to_ready']}s, {first['writes']:.0f} writes; settling")
-    time.sleep(options.settle)
-    second_process = operator("operator-cold-start")
-    try:
-        second = cold_start(second_process, count, timeout)
-    finally:
-        second_process.stop()
+    first, second, second_process = two_starts(operator, count, options.settle, say)
+    second_process.stop()
     return {
         "scale": {
             "note": NOTE,

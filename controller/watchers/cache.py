@@ -234,32 +234,24 @@ class NamespaceScope:
             self._add(name)
 
     def _add(self, namespace: str) -> None:
-        with self._changing:
-            with self._lock:
-                if namespace in self._managed:
-                    return
-                self._managed.add(namespace)
-            log.info("managing namespace %s", namespace)
-            for cache in self.caches:
-                if cache.store.restricted:
-                    cache.manage(namespace)
-                elif not self.cluster_wide:
-                    cache.start_namespace(namespace)
-            self._notify(self.on_added, namespace)
+        self._change(namespace, managed=True)
 
     def _remove(self, namespace: str) -> None:
+        self._change(namespace, managed=False)
+
+    def _change(self, namespace: str, managed: bool) -> None:
         with self._changing:
             with self._lock:
-                if namespace not in self._managed:
+                if (namespace in self._managed) == managed:
                     return
-                self._managed.discard(namespace)
-            log.info("no longer managing namespace %s", namespace)
+                (self._managed.add if managed else self._managed.discard)(namespace)
+            log.info("%s namespace %s", "managing" if managed else "no longer managing", namespace)
             for cache in self.caches:
                 if cache.store.restricted:
-                    cache.unmanage(namespace)
+                    (cache.manage if managed else cache.unmanage)(namespace)
                 elif not self.cluster_wide:
-                    cache.stop_namespace(namespace)
-            self._notify(self.on_removed, namespace)
+                    (cache.start_namespace if managed else cache.stop_namespace)(namespace)
+            self._notify(self.on_added if managed else self.on_removed, namespace)
 
     @staticmethod
     def _notify(callbacks: Iterable[Callable[[str], None]], namespace: str) -> None:
