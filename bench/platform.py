@@ -36,10 +36,8 @@ from bench.provision import (
     status_patch,
 )
 from bench.scale import Runners
-from bench.watch import ObjectWatch
 from controller import conditions as c
-from controller.kube import JOBS, PODS, Kube, Resource
-from controller.names import COMPONENT_RUNNER, child_selector
+from controller.kube import Kube, Resource
 
 SESSIONS = PLATFORM_SESSIONS
 NAMESPACES = PLATFORM_NAMESPACES
@@ -111,10 +109,7 @@ def _write_shape(
     concurrency = options.effective_concurrency
     running_keys = set(keys[:running])
     pods = Runners(running_keys)
-    watches = [
-        ObjectWatch(kube, PODS, pods.on_pod, label_selector=child_selector(COMPONENT_RUNNER)).start(),
-        ObjectWatch(kube, JOBS, pods.on_job, label_selector=child_selector(COMPONENT_RUNNER)).start(),
-    ]
+    watches = pods.watch(kube)
     try:
         started = time.monotonic()
         sessions = create_sessions(kube, keys, concurrency)

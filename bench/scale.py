@@ -75,6 +75,14 @@ class Runners:
                 self.ready_jobs.add(key)
                 self.lock.notify_all()
 
+    def watch(self, kube: Kube) -> list[ObjectWatch]:
+        """Starts the watches on runner pods and Jobs that feed this; the caller stops them."""
+        selector = child_selector(COMPONENT_RUNNER)
+        return [
+            ObjectWatch(kube, PODS, self.on_pod, label_selector=selector).start(),
+            ObjectWatch(kube, JOBS, self.on_job, label_selector=selector).start(),
+        ]
+
     def wait(self, timeout: float, progress: Callable[[int, int], None], every: float = 60.0) -> bool:
         """Waits for every pod to run and every Job to be ready, reporting progress every `every` s."""
         deadline = time.monotonic() + timeout
@@ -102,10 +110,7 @@ def run_scale(
     count, concurrency = options.sessions, options.effective_concurrency
     keys = session_names(count, namespaces)
     pods = Runners(set(keys))
-    watches = [
-        ObjectWatch(kube, PODS, pods.on_pod, label_selector=child_selector(COMPONENT_RUNNER)).start(),
-        ObjectWatch(kube, JOBS, pods.on_job, label_selector=child_selector(COMPONENT_RUNNER)).start(),
-    ]
+    watches = pods.watch(kube)
     try:
         started = time.monotonic()
         sessions = create_sessions(kube, keys, concurrency)
