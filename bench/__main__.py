@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sessions Running in --platform mode; the rest are Stopped (default: %(default)s)",
     )
     add(
+        "--per-namespace-watches",
+        action="store_true",
+        help="run the operator with --namespaces (one watch per kind per namespace, the namespaced "
+        "install) instead of a namespace selector (one watch per kind, the default install)",
+    )
+    add(
         "--results-dir",
         type=Path,
         default=DEFAULT_RESULTS,
@@ -192,6 +198,7 @@ def options_from(argv: Sequence[str]) -> Options:
         scale_only=args.scale_only,
         platform=args.platform,
         platform_running=args.platform_running,
+        per_namespace_watches=args.per_namespace_watches,
         results_dir=args.results_dir,
         docs=None if args.no_docs else args.docs,
         kubeconfig=args.kubeconfig,

@@ -41,7 +41,6 @@ from controller.kube import Kube, Resource
 
 SESSIONS = PLATFORM_SESSIONS
 NAMESPACES = PLATFORM_NAMESPACES
-RUN_LABEL = "ambient-code.io/benchmark-run"
 PROJECT_SETTINGS = Resource("vteam.ambient-code", "v1alpha1", "projectsettings", "ProjectSettings")
 PROJECT_SETTINGS_CRD = "projectsettings.vteam.ambient-code"
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
@@ -54,8 +53,7 @@ RECONCILED_TARGET = 15.0
 
 NOTE = (
     "platform mode: the shape of upstream #1300 written by the benchmark script (bench/platform.py, "
-    "the operator's own builders); stopped sessions carry no children; the operator runs cluster-wide "
-    "(--namespace-selector), one watch per kind"
+    "the operator's own builders); stopped sessions carry no children"
 )
 
 
@@ -161,7 +159,11 @@ def run_platform(
 
     def operator(name: str) -> OperatorProcess:
         return OperatorProcess(
-            kubeconfig, namespaces, options.workers, log_dir / f"{name}.log", selector=f"{RUN_LABEL}={run_id}"
+            kubeconfig,
+            namespaces,
+            options.workers,
+            log_dir / f"{name}.log",
+            options.operator_selector(run_id),
         )
 
     first, second, second_process = two_starts(operator, len(keys), options.settle, say)

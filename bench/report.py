@@ -254,7 +254,8 @@ def markdown(results: dict[str, Any], json_path: Path) -> str:
         f"load {' / '.join(str(x) for x in m['load_average_at_start'])} at start; Python {m['python']}, "
         f"Kubernetes {m['kubernetes']}, commit {m['git_commit']}  ",
         f"Workers: sessions {w['sessions']}, jobs {w['jobs']}, token-secrets {w['token_secrets']}, "
-        f"temp-content {w['temp_content']}; concurrency {p['concurrency']}; settle {p['settle']:g} s"
+        f"temp-content {w['temp_content']}; concurrency {p['concurrency']}; settle {p['settle']:g} s; "
+        f"operator watches {p.get('operator_watches', 'per namespace')}"
         + (f"; idle window {p['idle_window']:g} s" if results["benchmark"] != "scale" else "")
         + f"  \nResults: `{_relative(json_path)}`",
         "",

@@ -32,8 +32,8 @@ from bench.cluster import (
 from bench.limit import run_limit
 from bench.measure import delta, failed_by_code, reads, requests_by_verb
 from bench.operator import OperatorProcess, cold_start
-from bench.options import Options
-from bench.platform import RUN_LABEL, run_platform
+from bench.options import RUN_LABEL, Options
+from bench.platform import run_platform
 from bench.provision import CREATES_PER_SESSION, session_names
 from bench.scale import run_scale
 from controller.kube import EVENTS, SESSIONS, Kube
@@ -120,13 +120,14 @@ def _parameters(options: Options) -> dict[str, Any]:
         "scale_only": options.scale_only,
         "platform": options.platform,
         "platform_running": options.platform_running if options.platform else None,
+        "operator_watches": "per namespace" if options.per_namespace_watches else "cluster-wide",
     }
 
 
 def _namespaces(kube: Kube, made: Made, run_id: str, role: str, count: int, managed: bool) -> list[str]:
     names = [f"bench-{run_id}-{role}-{index}" for index in range(count)]
     made.namespaces += names
-    create_namespaces(kube, names, managed=managed)
+    create_namespaces(kube, names, managed=managed, extra_labels={RUN_LABEL: run_id} if managed else None)
     return names
 
 
@@ -135,16 +136,14 @@ def _scale(
 ) -> dict[str, Any]:
     namespaces = _namespaces(kube, made, run_id, "scale", options.namespaces, managed=True)
     made.nodes += add_kwok_nodes(kube, options.sessions + 20, f"bench-{run_id}-node")
-    return run_scale(kube, kubeconfig, options, namespaces, log_dir, say)
+    return run_scale(kube, kubeconfig, options, namespaces, options.operator_selector(run_id), log_dir, say)
 
 
 def _platform(
     kube: Kube, kubeconfig: Path, options: Options, run_id: str, log_dir: Path, made: Made, say: Say
 ) -> dict[str, Any]:
-    names = [f"bench-{run_id}-p-{index}" for index in range(options.namespaces)]
-    made.namespaces += names
     started = time.monotonic()
-    create_namespaces(kube, names, managed=True, extra_labels={RUN_LABEL: run_id})
+    names = _namespaces(kube, made, run_id, "p", options.namespaces, managed=True)
     say(f"{len(names)} namespaces created in {time.monotonic() - started:.0f}s")
     made.nodes += add_kwok_nodes(kube, options.platform_running + 20, f"bench-{run_id}-node")
     return run_platform(kube, kubeconfig, options, names, run_id, log_dir, say)
@@ -156,7 +155,10 @@ def _full(
     n, concurrency = options.sessions, options.effective_concurrency
     namespaces = _namespaces(kube, made, run_id, "op", options.namespaces, managed=True)
     made.nodes += add_kwok_nodes(kube, n + 20, f"bench-{run_id}-node")
-    operator = OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / "operator.log").start()
+    selector = options.operator_selector(run_id)
+    operator = OperatorProcess(
+        kubeconfig, namespaces, options.workers, log_dir / "operator.log", selector
+    ).start()
     try:
         operator.wait_ready(120)
         before, p0 = operator.metrics(), operator.sample()
@@ -178,7 +180,9 @@ def _full(
     finally:
         operator.stop()
     say("cold start: restarting the operator")
-    restarted = OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / "operator-cold-start.log")
+    restarted = OperatorProcess(
+        kubeconfig, namespaces, options.workers, log_dir / "operator-cold-start.log", selector
+    )
     try:
         cold = cold_start(restarted, n, 120.0 + 0.1 * n)
     finally:

@@ -104,6 +104,7 @@ def run_scale(
     kubeconfig: Path,
     options: Options,
     namespaces: list[str],
+    selector: str,
     log_dir: Path,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def run_scale(
     say(f"{count} sessions Running after {setup:.0f}s; first operator start (it reconciles everything once)")
 
     def operator(name: str) -> OperatorProcess:
-        return OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / f"{name}.log")
+        return OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / f"{name}.log", selector)
 
     first, second, second_process = two_starts(operator, count, options.settle, say)
     second_process.stop()
