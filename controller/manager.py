@@ -31,6 +31,14 @@ CACHE_SYNC_TIMEOUT = 120.0
 SIGNAL_CHECK_INTERVAL = 0.5
 
 
+def _each(hooks: list[Callable[[str], None]]) -> Callable[[str], None]:
+    def call(namespace: str) -> None:
+        for hook in hooks:
+            hook(namespace)
+
+    return call
+
+
 @dataclass
 class Manager:
     config: OperatorConfig
@@ -42,10 +50,10 @@ class Manager:
     # Run at shutdown once the loops have drained, with the seconds left of the shutdown timeout.
     on_shutdown: list[Callable[[float], object]] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
-    # Called with a namespace's name once the caches hold (or no longer hold) its objects; see
-    # NamespaceScope. For loops that act per namespace rather than per session.
-    on_namespace_managed: list[Callable[[str], None]] = field(default_factory=list)
-    on_namespace_unmanaged: list[Callable[[str], None]] = field(default_factory=list)
+    # Told of each namespace that becomes managed, or stops being managed (its caches started or
+    # stopped first).
+    on_namespace_added: list[Callable[[str], None]] = field(default_factory=list)
+    on_namespace_removed: list[Callable[[str], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.scope: NamespaceScope | None = None
@@ -64,6 +72,9 @@ class Manager:
     def add_loop(self, loop: Loop) -> Loop:
         self.loops.append(loop)
         return loop
+
+    def managed_namespaces(self) -> set[str]:
+        return self.scope.managed() if self.scope is not None else set()
 
     # -- health ----------------------------------------------------------------------------------
 
@@ -111,9 +122,9 @@ class Manager:
             namespaces=self.config.namespaces,
             selector=self.config.namespace_selector,
             settings=self.settings,
+            on_namespace_added=_each(self.on_namespace_added),
+            on_namespace_removed=_each(self.on_namespace_removed),
             cluster_wide=not self.config.watch_per_namespace,
-            on_added=self.on_namespace_managed,
-            on_removed=self.on_namespace_unmanaged,
         )
         self.scope.start()
 

@@ -8,7 +8,8 @@ as DELETED, so both cases arrive as events. With --namespaces (namespaced Roles 
 watched in each listed namespace instead.
 
 Whoever must act when a namespace becomes managed or stops being managed (beyond the caches, which
-follow by themselves) registers a callback in NamespaceScope.on_added / on_removed.
+follow by themselves) is called through NamespaceScope's on_namespace_added / on_namespace_removed
+(the Manager's lists of the same names).
 """
 
 from __future__ import annotations
@@ -158,9 +159,9 @@ NAMESPACE_SYNC_WAIT = 10.0
 class NamespaceScope:
     """Decides which namespaces are managed and keeps every kind cache holding exactly those.
 
-    `on_added` / `on_removed` callbacks get a namespace name after the caches have taken it in or
-    dropped it (so a callback reading the caches sees the new state); they run on the namespace
-    informer's thread and must not block.
+    `on_namespace_added` / `on_namespace_removed` get a namespace name after the caches have taken
+    it in or dropped it (so a callback reading the caches sees the new state); they run on the
+    namespace informer's thread and must not block.
     """
 
     def __init__(
@@ -172,20 +173,17 @@ class NamespaceScope:
         selector: str = "",
         settings: WatchSettings | None = None,
         on_namespace_removed: Callable[[str], None] | None = None,
+        on_namespace_added: Callable[[str], None] | None = None,
         cluster_wide: bool = True,
-        on_added: Iterable[Callable[[str], None]] = (),
-        on_removed: Iterable[Callable[[str], None]] = (),
     ):
         self.kube = kube
         self.caches = list(caches)
         self.explicit = tuple(namespaces)
         self.selector = selector
         self.settings = settings or WatchSettings()
+        self.on_namespace_removed = on_namespace_removed
+        self.on_namespace_added = on_namespace_added
         self.cluster_wide = cluster_wide and not self.explicit
-        self.on_added: builtins.list[Callable[[str], None]] = list(on_added)
-        self.on_removed: builtins.list[Callable[[str], None]] = list(on_removed)
-        if on_namespace_removed is not None:
-            self.on_removed.append(on_namespace_removed)
         self.namespace_cache: KindCache | None = None
         self._managed: set[str] = set()
         self._lock = threading.Lock()
@@ -251,15 +249,9 @@ class NamespaceScope:
                     (cache.manage if managed else cache.unmanage)(namespace)
                 elif not self.cluster_wide:
                     (cache.start_namespace if managed else cache.stop_namespace)(namespace)
-            self._notify(self.on_added if managed else self.on_removed, namespace)
-
-    @staticmethod
-    def _notify(callbacks: Iterable[Callable[[str], None]], namespace: str) -> None:
-        for callback in callbacks:
-            try:
+            callback = self.on_namespace_added if managed else self.on_namespace_removed
+            if callback is not None:
                 callback(namespace)
-            except Exception:
-                log.exception("namespace callback failed for %s", namespace)
 
     def synced(self) -> bool:
         if self.namespace_cache is not None and not self.namespace_cache.synced():

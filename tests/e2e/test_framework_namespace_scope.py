@@ -74,7 +74,11 @@ def test_labelling_namespaces_moves_objects_without_touching_the_watch(
     added: list[str] = []
     removed: list[str] = []
     scope = NamespaceScope(
-        kube, [cache], selector=f"{key}=yes", on_added=[added.append], on_removed=[removed.append]
+        kube,
+        [cache],
+        selector=f"{key}=yes",
+        on_namespace_added=added.append,
+        on_namespace_removed=removed.append,
     )
     scope.start()
     try:
