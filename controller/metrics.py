@@ -199,6 +199,12 @@ watch_connections = Gauge(
     ["kind"],
     registry=REGISTRY,
 )
+parked_objects = Gauge(
+    "agentic_operator_parked_objects",
+    "Objects of unmanaged namespaces a cluster-wide watch delivered, held aside out of the caches.",
+    ["kind"],
+    registry=REGISTRY,
+)
 watch_events_total = Counter(
     "agentic_operator_watch_events_total",
     "Watch events received, by kind and event type.",

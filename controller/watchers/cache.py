@@ -56,6 +56,7 @@ class KindCache:
         # Read on scrape: informers of several namespaces change the store concurrently, and a
         # count pushed by each could land out of order.
         metrics.cached_objects.labels(spec.resource.kind).set_function(lambda: len(self.store))
+        metrics.parked_objects.labels(spec.resource.kind).set_function(self.store.parked)
 
     @property
     def kind(self) -> str:

@@ -139,6 +139,7 @@ def test_operator_in_selector_mode_follows_the_namespace_label(
         message="the session leaves the operator's cache",
     )
     assert operator.metric("agentic_operator_cached_objects", kind="Job") == 0
+    assert operator.metric("agentic_operator_parked_objects", kind="AgenticSession") == 1
     assert operator.metric("agentic_operator_watch_restarts_total") == restarts
     relists = operator.metrics()["agentic_operator_watch_relists_total"]
     assert all(labels["cause"] == "initial" and value == 1 for labels, value in relists), relists
