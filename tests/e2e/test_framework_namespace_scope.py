@@ -22,7 +22,6 @@ from tests.e2e.framework_support import CONFIGMAPS, DeltaRecorder, sample
 from tests.e2e.helpers import wait_for
 
 OBJECT_LABEL = "framework-test"
-OBJECT_SELECTOR = f"{OBJECT_LABEL}=scope"
 
 
 @pytest.fixture
@@ -43,8 +42,8 @@ def _label(kube: Kube, namespace: str, key: str, value: str | None) -> None:
     kube.patch(NAMESPACES, None, namespace, {"metadata": {"labels": {key: value}}})
 
 
-def _configmap(kube: Kube, namespace: str, name: str) -> None:
-    body = {"metadata": {"name": name, "labels": {OBJECT_LABEL: "scope"}}, "data": {"k": "v"}}
+def _configmap(kube: Kube, namespace: str, name: str, value: str) -> None:
+    body = {"metadata": {"name": name, "labels": {OBJECT_LABEL: value}}, "data": {"k": "v"}}
     kube.create(CONFIGMAPS, namespace, body)
 
 
@@ -65,10 +64,10 @@ def test_labelling_namespaces_moves_objects_without_touching_the_watch(
     key = f"scope-test-{secrets.token_hex(3)}"
     a, b = namespace, second_namespace
     _label(kube, a, key, "yes")
-    _configmap(kube, a, "in-a")
-    _configmap(kube, b, "in-b")
+    _configmap(kube, a, "in-a", key)
+    _configmap(kube, b, "in-b", key)
 
-    cache = KindCache(kube, KindSpec(CONFIGMAPS, label_selector=OBJECT_SELECTOR), WatchSettings())
+    cache = KindCache(kube, KindSpec(CONFIGMAPS, label_selector=f"{OBJECT_LABEL}={key}"), WatchSettings())
     recorder = DeltaRecorder()
     cache.add_handler(recorder)
     added: list[str] = []
@@ -87,20 +86,23 @@ def test_labelling_namespaces_moves_objects_without_touching_the_watch(
         assert [i.namespace for i in informers] == [None], "one cluster-wide watch per kind"
         assert _names(cache, a) == {"in-a"} and _names(cache, b) == set()
         assert added == [a]
+        assert cache.store.parked() == 1  # in-b, out of scope
         churn = _watch_churn()
         threads = threading.active_count()
 
         _label(kube, b, key, "yes")
         wait_for(lambda: _names(cache, b) == {"in-b"}, timeout=20, message="b's object joins the cache")
         assert "in-b" in recorder.names("ADDED")
-        _configmap(kube, b, "in-b-later")
+        assert cache.store.parked() == 0
+        _configmap(kube, b, "in-b-later", key)
         wait_for(lambda: "in-b-later" in _names(cache, b), timeout=20, message="b's new object is seen")
 
         _label(kube, a, key, None)
         wait_for(lambda: _names(cache, a) == set(), timeout=20, message="a's object leaves the cache")
         assert "in-a" in recorder.names("DELETED")
         assert removed == [a]
-        _configmap(kube, a, "in-a-while-out")
+        assert cache.store.parked() == 1
+        _configmap(kube, a, "in-a-while-out", key)
         _label(kube, a, key, "yes")
         wait_for(
             lambda: _names(cache, a) == {"in-a", "in-a-while-out"},
@@ -108,6 +110,7 @@ def test_labelling_namespaces_moves_objects_without_touching_the_watch(
             message="a's objects, including one made while it was out, come back",
         )
         assert added == [a, b, a]
+        assert cache.store.parked() == 0
 
         assert cache.informers() == informers, "no informer was started or stopped"
         assert _watch_churn() == churn, "no LIST and no watch restart"
@@ -139,7 +142,8 @@ def test_operator_in_selector_mode_follows_the_namespace_label(
         message="the session leaves the operator's cache",
     )
     assert operator.metric("agentic_operator_cached_objects", kind="Job") == 0
-    assert operator.metric("agentic_operator_parked_objects", kind="AgenticSession") == 1
+    # Held aside, not lost: sessions of other tests' namespaces are there too, so at least this one.
+    assert operator.metric("agentic_operator_parked_objects", kind="AgenticSession") >= 1
     assert operator.metric("agentic_operator_watch_restarts_total") == restarts
     relists = operator.metrics()["agentic_operator_watch_relists_total"]
     assert all(labels["cause"] == "initial" and value == 1 for labels, value in relists), relists
