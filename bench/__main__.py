@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.operator import Workers
-from bench.options import DEFAULT_DOCS, DEFAULT_RESULTS, Options
+from bench.options import DEFAULT_DOCS, DEFAULT_RESULTS, PLATFORM_NAMESPACES, PLATFORM_SESSIONS, Options
 
 DESCRIPTION = """\
 Measures the operator against N AgenticSessions on the local control plane (kwok nodes): a burst
@@ -46,14 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--sessions",
         type=positive_int,
-        default=defaults.sessions,
-        help="N, the number of sessions (default: %(default)s)",
+        default=None,
+        help=f"N, the number of sessions (default: {defaults.sessions}; {PLATFORM_SESSIONS} with --platform)",
     )
     add(
         "--namespaces",
         type=positive_int,
-        default=defaults.namespaces,
-        help="M, the namespaces the sessions are spread over, round robin (default: %(default)s)",
+        default=None,
+        help="M, the namespaces the sessions are spread over, round robin "
+        f"(default: {defaults.namespaces}; {PLATFORM_NAMESPACES} with --platform)",
     )
     add(
         "--settle",
@@ -116,6 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
         "status) written by the script instead of the operator; meant for --sessions 10000",
     )
     add(
+        "--platform",
+        action="store_true",
+        help="the production shape of upstream #1300 (N sessions over M namespaces, mostly Stopped, "
+        "--platform-running Running, a ProjectSettings per namespace when that CRD exists), written by "
+        "the script; the operator runs cluster-wide and is measured over it: ready, all reconciled, RSS, "
+        "threads, watch connections, then requests over --idle-window",
+    )
+    add(
+        "--platform-running",
+        type=positive_int,
+        default=defaults.platform_running,
+        help="sessions Running in --platform mode; the rest are Stopped (default: %(default)s)",
+    )
+    add(
+        "--per-namespace-watches",
+        action="store_true",
+        help="run the operator with --namespaces (one watch per kind per namespace, the namespaced "
+        "install) instead of a namespace selector (one watch per kind, the default install)",
+    )
+    add(
         "--results-dir",
         type=Path,
         default=DEFAULT_RESULTS,
@@ -167,9 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(argv: Sequence[str]) -> Options:
     args = build_parser().parse_args(argv)
+    defaults = Options()
+    sessions = args.sessions or (PLATFORM_SESSIONS if args.platform else defaults.sessions)
+    namespaces = args.namespaces or (PLATFORM_NAMESPACES if args.platform else defaults.namespaces)
     return Options(
-        sessions=args.sessions,
-        namespaces=args.namespaces,
+        sessions=sessions,
+        namespaces=namespaces,
         settle=args.settle,
         idle_window=args.idle_window,
         repos_edit=args.repos_edit,
@@ -181,6 +205,9 @@ def options_from(argv: Sequence[str]) -> Options:
         ),
         concurrency=args.concurrency,
         scale_only=args.scale_only,
+        platform=args.platform,
+        platform_running=args.platform_running,
+        per_namespace_watches=args.per_namespace_watches,
         results_dir=args.results_dir,
         docs=None if args.no_docs else args.docs,
         kubeconfig=args.kubeconfig,

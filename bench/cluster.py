@@ -57,9 +57,12 @@ def ensure_crd(kube: Kube, timeout: float = 60.0) -> None:
     raise TimeoutError(f"CRD {name} not established within {timeout:.0f}s")
 
 
-def create_namespaces(kube: Kube, names: list[str], *, managed: bool) -> None:
+def create_namespaces(
+    kube: Kube, names: list[str], *, managed: bool, extra_labels: dict[str, str] | None = None
+) -> None:
     """Only the operator's namespaces carry the managed label; the limit's must stay invisible to it."""
     labels = {MANAGED_LABEL: "true"} if managed else {"ambient-code.io/benchmark": "limit"}
+    labels.update(extra_labels or {})
     for name in names:
         kube.create(NAMESPACES, None, {"metadata": {"name": name, "labels": labels}})
         if managed:

@@ -32,6 +32,7 @@ class ProcSample:
     rss_bytes: int
     peak_rss_bytes: int
     cpu_seconds: float
+    threads: int = 0
 
     @property
     def rss_mib(self) -> float:
@@ -43,7 +44,7 @@ class ProcSample:
 
 
 def proc_sample(pid: int) -> ProcSample:
-    """VmRSS/VmHWM from /proc/<pid>/status and utime+stime from /proc/<pid>/stat.
+    """VmRSS/VmHWM/Threads from /proc/<pid>/status and utime+stime from /proc/<pid>/stat.
 
     VmHWM is the kernel's own high-water mark, so the peak is exact even between two readings.
     """
@@ -51,8 +52,8 @@ def proc_sample(pid: int) -> ProcSample:
     fields: dict[str, int] = {}
     for line in status.splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) * 1024
+        if key in ("VmRSS", "VmHWM", "Threads"):
+            fields[key] = int(value.split()[0]) * (1 if key == "Threads" else 1024)
     stat = _read(f"/proc/{pid}/stat")
     # The command name (field 2) may contain spaces; every field after its closing ')' is numeric.
     rest = stat.rsplit(")", 1)[1].split()
@@ -62,6 +63,7 @@ def proc_sample(pid: int) -> ProcSample:
         rss_bytes=fields.get("VmRSS", 0),
         peak_rss_bytes=fields.get("VmHWM", 0),
         cpu_seconds=(utime + stime) / CLOCK_TICKS,
+        threads=fields.get("Threads", 0),
     )
 
 

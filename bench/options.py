@@ -10,6 +10,11 @@ from bench.operator import Workers
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = REPO / "bench" / "results"
 DEFAULT_DOCS = REPO / "docs" / "benchmarks.md"
+# Every namespace the operator manages in a run carries this label, with the run's id as value.
+RUN_LABEL = "ambient-code.io/benchmark-run"
+# The production shape of upstream #1300: sessions and managed namespaces (--platform).
+PLATFORM_SESSIONS = 4319
+PLATFORM_NAMESPACES = 763
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,9 @@ class Options:
     workers: Workers = field(default_factory=Workers)
     concurrency: int | None = None
     scale_only: bool = False
+    platform: bool = False
+    platform_running: int = 80
+    per_namespace_watches: bool = False
     results_dir: Path = DEFAULT_RESULTS
     docs: Path | None = DEFAULT_DOCS
     kubeconfig: Path | None = None
@@ -31,6 +39,14 @@ class Options:
     keep: bool = False
     log_dir: Path | None = None
     command: str = "python -m bench"
+
+    def operator_selector(self, run_id: str) -> str:
+        """The operator's --namespace-selector for this run's namespaces; "" runs it with --namespaces.
+
+        Cluster-wide (one watch per kind) is the default install; --per-namespace-watches measures
+        the namespaced install (one watch per kind per namespace), as runs before it did.
+        """
+        return "" if self.per_namespace_watches else f"{RUN_LABEL}={run_id}"
 
     @property
     def effective_concurrency(self) -> int:

@@ -107,6 +107,10 @@ def _row(measure: str, result: str, target: str = "", met: str = "") -> dict[str
 
 def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     """The table rows: every headline number, with its target and verdict where the issue sets one."""
+    if results["benchmark"] == "platform":
+        from bench.platform import targets as platform_targets
+
+        return platform_targets(results)
     cold = results["cold_start"]
     n = int(results["parameters"]["sessions"])
     rows: list[dict[str, str]] = []
@@ -265,7 +269,7 @@ def _repos_edit_rows(results: dict[str, Any]) -> list[dict[str, str]]:
 def markdown(results: dict[str, Any], json_path: Path) -> str:
     m, p = results["machine"], results["parameters"]
     w = p["workers"]
-    kind = "scale mode" if results["benchmark"] == "scale" else "full run"
+    kind = {"scale": "scale mode", "platform": "platform mode"}.get(results["benchmark"], "full run")
     lines = [
         f"## {m['date'].replace('T', ' ').replace('Z', ' UTC')} — {kind}, {p['sessions']} sessions, "
         f"{p['namespaces']} namespaces",
@@ -275,13 +279,14 @@ def markdown(results: dict[str, Any], json_path: Path) -> str:
         f"load {' / '.join(str(x) for x in m['load_average_at_start'])} at start; Python {m['python']}, "
         f"Kubernetes {m['kubernetes']}, commit {m['git_commit']}  ",
         f"Workers: sessions {w['sessions']}, jobs {w['jobs']}, token-secrets {w['token_secrets']}, "
-        f"temp-content {w['temp_content']}; concurrency {p['concurrency']}; settle {p['settle']:g} s"
+        f"temp-content {w['temp_content']}; concurrency {p['concurrency']}; settle {p['settle']:g} s; "
+        f"operator watches {p.get('operator_watches', 'per namespace')}"
         + (f"; idle window {p['idle_window']:g} s" if results["benchmark"] != "scale" else "")
         + f"  \nResults: `{_relative(json_path)}`",
         "",
     ]
-    if results["benchmark"] == "scale":
-        lines += [results["scale"]["note"] + ".", ""]
+    if results["benchmark"] in ("scale", "platform"):
+        lines += [results[results["benchmark"]]["note"] + ".", ""]
     lines += ["| Measure | Result | Target | Met? |", "|---|---|---|---|"]
     lines += [f"| {r['measure']} | {r['result']} | {r['target']} | {r['met']} |" for r in results["targets"]]
     if "api_cost" in results:

@@ -32,7 +32,8 @@ from bench.cluster import (
 from bench.limit import run_limit
 from bench.measure import delta, failed_by_code, reads, requests_by_verb
 from bench.operator import OperatorProcess, cold_start
-from bench.options import Options
+from bench.options import RUN_LABEL, Options
+from bench.platform import run_platform
 from bench.provision import CREATES_PER_SESSION, session_names
 from bench.runner_edit import run_repos_edit, runner_calls
 from bench.scale import run_scale
@@ -71,14 +72,16 @@ def run(options: Options, say: Say = stderr) -> tuple[dict[str, Any], Path]:
         say(f"run {run_id}: operator logs in {log_dir}")
         previous = wait_for_leftovers(kube, options.earlier_runs_timeout, say)
         results: dict[str, Any] = {
-            "benchmark": "scale" if options.scale_only else "full",
+            "benchmark": "platform" if options.platform else "scale" if options.scale_only else "full",
             "machine": machine(kube, options.command),
             "parameters": _parameters(options),
             "earlier_runs_at_start": previous,
         }
         made = Made(kube)
         try:
-            if options.scale_only:
+            if options.platform:
+                results.update(_platform(kube, kubeconfig, options, run_id, log_dir, made, say))
+            elif options.scale_only:
                 results.update(_scale(kube, kubeconfig, options, run_id, log_dir, made, say))
             else:
                 results.update(_full(kube, kubeconfig, options, run_id, log_dir, made, say))
@@ -118,13 +121,16 @@ def _parameters(options: Options) -> dict[str, Any]:
         "workers": asdict(options.workers),
         "concurrency": options.effective_concurrency,
         "scale_only": options.scale_only,
+        "platform": options.platform,
+        "platform_running": options.platform_running if options.platform else None,
+        "operator_watches": "per namespace" if options.per_namespace_watches else "cluster-wide",
     }
 
 
 def _namespaces(kube: Kube, made: Made, run_id: str, role: str, count: int, managed: bool) -> list[str]:
     names = [f"bench-{run_id}-{role}-{index}" for index in range(count)]
     made.namespaces += names
-    create_namespaces(kube, names, managed=managed)
+    create_namespaces(kube, names, managed=managed, extra_labels={RUN_LABEL: run_id} if managed else None)
     return names
 
 
@@ -133,7 +139,17 @@ def _scale(
 ) -> dict[str, Any]:
     namespaces = _namespaces(kube, made, run_id, "scale", options.namespaces, managed=True)
     made.nodes += add_kwok_nodes(kube, options.sessions + 20, f"bench-{run_id}-node")
-    return run_scale(kube, kubeconfig, options, namespaces, log_dir, say)
+    return run_scale(kube, kubeconfig, options, namespaces, options.operator_selector(run_id), log_dir, say)
+
+
+def _platform(
+    kube: Kube, kubeconfig: Path, options: Options, run_id: str, log_dir: Path, made: Made, say: Say
+) -> dict[str, Any]:
+    started = time.monotonic()
+    names = _namespaces(kube, made, run_id, "p", options.namespaces, managed=True)
+    say(f"{len(names)} namespaces created in {time.monotonic() - started:.0f}s")
+    made.nodes += add_kwok_nodes(kube, options.platform_running + 20, f"bench-{run_id}-node")
+    return run_platform(kube, kubeconfig, options, names, run_id, log_dir, say)
 
 
 def _full(
@@ -144,11 +160,13 @@ def _full(
     made.nodes += add_kwok_nodes(kube, n + 20, f"bench-{run_id}-node")
     # Runners are kwok fakes: the runner double answers their HTTP API, so runner sync is measured too.
     double = RunnerDouble(kube).start()
+    selector = options.operator_selector(run_id)
     operator = OperatorProcess(
         kubeconfig,
         namespaces,
         options.workers,
         log_dir / "operator.log",
+        selector,
         ("--runner-url-template", double.url_template),
     ).start()
     try:
@@ -177,7 +195,9 @@ def _full(
         operator.stop()
         double.stop()
     say("cold start: restarting the operator")
-    restarted = OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / "operator-cold-start.log")
+    restarted = OperatorProcess(
+        kubeconfig, namespaces, options.workers, log_dir / "operator-cold-start.log", selector
+    )
     try:
         cold = cold_start(restarted, n, 120.0 + 0.1 * n)
     finally:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.operator import OperatorProcess, cold_start
+from bench.operator import OperatorProcess, two_starts
 from bench.options import Options
 from bench.provision import (
     Key,
@@ -75,6 +75,14 @@ class Runners:
                 self.ready_jobs.add(key)
                 self.lock.notify_all()
 
+    def watch(self, kube: Kube) -> list[ObjectWatch]:
+        """Starts the watches on runner pods and Jobs that feed this; the caller stops them."""
+        selector = child_selector(COMPONENT_RUNNER)
+        return [
+            ObjectWatch(kube, PODS, self.on_pod, label_selector=selector).start(),
+            ObjectWatch(kube, JOBS, self.on_job, label_selector=selector).start(),
+        ]
+
     def wait(self, timeout: float, progress: Callable[[int, int], None], every: float = 60.0) -> bool:
         """Waits for every pod to run and every Job to be ready, reporting progress every `every` s."""
         deadline = time.monotonic() + timeout
@@ -96,16 +104,14 @@ def run_scale(
     kubeconfig: Path,
     options: Options,
     namespaces: list[str],
+    selector: str,
     log_dir: Path,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     count, concurrency = options.sessions, options.effective_concurrency
     keys = session_names(count, namespaces)
     pods = Runners(set(keys))
-    watches = [
-        ObjectWatch(kube, PODS, pods.on_pod, label_selector=child_selector(COMPONENT_RUNNER)).start(),
-        ObjectWatch(kube, JOBS, pods.on_job, label_selector=child_selector(COMPONENT_RUNNER)).start(),
-    ]
+    watches = pods.watch(kube)
     try:
         started = time.monotonic()
         sessions = create_sessions(kube, keys, concurrency)
@@ -143,21 +149,10 @@ def run_scale(
     say(f"{count} sessions Running after {setup:.0f}s; first operator start (it reconciles everything once)")
 
     def operator(name: str) -> OperatorProcess:
-        return OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / f"{name}.log")
+        return OperatorProcess(kubeconfig, namespaces, options.workers, log_dir / f"{name}.log", selector)
 
-    timeout = 120.0 + 0.1 * count
-    first_process = operator("operator-first-start")
-    try:
-        first = cold_start(first_process, count, timeout)
-    finally:
-        first_process.stop()
-    say(f"first start: ready in {first['seconds_to_ready']}s, {first['writes']:.0f} writes; settling")
-    time.sleep(options.settle)
-    second_process = operator("operator-cold-start")
-    try:
-        second = cold_start(second_process, count, timeout)
-    finally:
-        second_process.stop()
+    first, second, second_process = two_starts(operator, count, options.settle, say)
+    second_process.stop()
     return {
         "scale": {
             "note": NOTE,

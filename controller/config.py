@@ -45,6 +45,12 @@ class OperatorConfig:
         "Label selector of managed namespaces, used when --namespaces is empty.",
         f"{MANAGED_NAMESPACE_LABEL}=true",
     )
+    watch_per_namespace: bool = _opt(
+        "WATCH_PER_NAMESPACE",
+        "With --namespace-selector, watch each kind in each managed namespace instead of once across "
+        "all namespaces (connections and threads then grow with namespaces).",
+        False,
+    )
     metrics_bind_address: str = _opt("METRICS_BIND_ADDRESS", "Address of /metrics; '0' disables it.", ":8080")
     health_probe_bind_address: str = _opt(
         "HEALTH_PROBE_BIND_ADDRESS", "Address of /healthz and /readyz; '0' disables it.", ":8081"
@@ -141,6 +147,20 @@ class OperatorConfig:
     )
     token_audience: str = _opt(
         "TOKEN_AUDIENCE", "Audience of runner tokens; the API server's default audience when empty.", ""
+    )
+    token_refresh_jitter: float = _opt(
+        "TOKEN_REFRESH_JITTER",
+        "Fraction (0-0.5) of --token-ttl by which each session refreshes earlier, fixed per session, "
+        "so tokens issued together do not all fall due at once.",
+        0.1,
+    )
+    token_refresh_rate: float = _opt(
+        "TOKEN_REFRESH_RATE",
+        "Token refreshes per second across all sessions (0: unbounded); beyond it refreshes wait.",
+        20.0,
+    )
+    token_refresh_burst: int = _opt(
+        "TOKEN_REFRESH_BURST", "Token refreshes allowed at once before --token-refresh-rate applies.", 50
     )
     creating_timeout: float = _opt(
         "CREATING_TIMEOUT", "Seconds a session may stay in Creating before it fails.", 600.0
@@ -324,6 +344,10 @@ class OperatorConfig:
             problems.append("--runner-url-template may use only {name}, {namespace}, {service} and {port}")
         if self.runner_timeout <= 0 or self.runner_sync_retry_max < 1:
             problems.append("--runner-timeout must be positive and --runner-sync-retry-max at least 1")
+        if not 0 <= self.token_refresh_jitter <= 0.5:
+            problems.append("--token-refresh-jitter must be between 0 and 0.5")
+        if self.token_refresh_rate < 0 or self.token_refresh_burst < 1:
+            problems.append("--token-refresh-rate must be >= 0 and --token-refresh-burst >= 1")
         if self.log_format not in ("json", "text"):
             problems.append("--log-format must be json or text")
         if self.runner_image_pull_policy not in ("Always", "IfNotPresent", "Never"):

@@ -124,6 +124,7 @@ class Manager:
             settings=self.settings,
             on_namespace_added=_each(self.on_namespace_added),
             on_namespace_removed=_each(self.on_namespace_removed),
+            cluster_wide=not self.config.watch_per_namespace,
         )
         self.scope.start()
 

@@ -193,6 +193,18 @@ watch_relists_total = Counter(
     ["kind", "namespace", "cause"],
     registry=REGISTRY,
 )
+watch_connections = Gauge(
+    "agentic_operator_watch_connections",
+    "Watch streams open now, by kind (one per kind in cluster-wide mode).",
+    ["kind"],
+    registry=REGISTRY,
+)
+parked_objects = Gauge(
+    "agentic_operator_parked_objects",
+    "Objects of unmanaged namespaces a cluster-wide watch delivered, held aside out of the caches.",
+    ["kind"],
+    registry=REGISTRY,
+)
 watch_events_total = Counter(
     "agentic_operator_watch_events_total",
     "Watch events received, by kind and event type.",

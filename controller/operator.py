@@ -27,6 +27,7 @@ from controller.reconcile import Key
 from controller.reconcilers import jobs, projects, runner_sync, sessions, temp_content, token_secrets
 from controller.reconcilers.context import Caches, Context
 from controller.reconcilers.model_gate import waiting_for_model
+from controller.reconcilers.token_budget import RefreshBudget
 from controller.watchers import kinds
 from controller.watchers.cache import KindCache
 from controller.watchers.informer import WatchSettings
@@ -109,8 +110,13 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     temp_loop = manager.add_loop(
         Loop("temp-content", lambda key: temp_content.reconcile(ctx, key), config.workers("temp-content"))
     )
+    refresh_budget = RefreshBudget(config.token_refresh_rate, config.token_refresh_burst)
     token_loop = manager.add_loop(
-        Loop("token-secrets", lambda key: token_secrets.reconcile(ctx, key), config.workers("token-secrets"))
+        Loop(
+            "token-secrets",
+            lambda key: token_secrets.reconcile(ctx, key, refresh_budget),
+            config.workers("token-secrets"),
+        )
     )
 
     runner_client = RunnerClient(config, kube, caches.services, caches.secrets)

@@ -35,6 +35,7 @@ from controller.names import (
 from controller.reconcile import Key, Result
 from controller.reconcilers.children import build_token_secret
 from controller.reconcilers.context import Context, owned_by
+from controller.reconcilers.token_budget import RefreshBudget, jittered_ttl
 from controller.retry import retry_on_conflict
 from controller.status import StatusDraft
 
@@ -95,6 +96,11 @@ def current_refresh(
     return str(refreshed_at)
 
 
+def session_ttl(ctx: Context, namespace: str, name: str) -> float:
+    """The session's refresh interval: the TTL less its own share of --token-refresh-jitter."""
+    return jittered_ttl(ctx.config.token_ttl, ctx.config.token_refresh_jitter, f"{namespace}/{name}")
+
+
 def _failure_message(name: str, exc: ApiError) -> str:
     account = runner_sa_name(name)
     return f"could not issue the runner token for ServiceAccount {account}: {exc.status} {exc.reason}"
@@ -121,7 +127,7 @@ def ensure_for_runner(ctx: Context, session: Mapping[str, Any]) -> TokenState:
     run = run_number(session)
     now = datetime.datetime.now(datetime.UTC)
     cached = ctx.caches.secrets.get(namespace, token_secret_name(name))
-    refreshed_at = current_refresh(cached, run, ctx.config.token_ttl, now)
+    refreshed_at = current_refresh(cached, run, session_ttl(ctx, namespace, name), now)
     if refreshed_at is None:
         try:
             refreshed_at = issue(ctx, session, run, known_missing=cached is None)
@@ -134,8 +140,11 @@ def ensure_for_runner(ctx: Context, session: Mapping[str, Any]) -> TokenState:
     return TokenState(True, TOKEN_ISSUED, f"runner token issued at {refreshed_at}")
 
 
-def reconcile(ctx: Context, key: Key) -> Result:
-    """Keeps a provisioned runner's token fresh; the first token is the sessions loop's to issue."""
+def reconcile(ctx: Context, key: Key, budget: RefreshBudget | None = None) -> Result:
+    """Keeps a provisioned runner's token fresh; the first token is the sessions loop's to issue.
+
+    A due refresh waits for its slot of `budget` (the loop's shared rate bound) as a RequeueAfter.
+    """
     namespace, name = key
     session = ctx.caches.sessions.get(namespace, name)
     if session is None or not needs_runner(session):
@@ -150,11 +159,15 @@ def reconcile(ctx: Context, key: Key) -> Result:
         return Result.done()  # the sessions loop creates it; its event wakes us
     run = run_number(session)
     now = datetime.datetime.now(datetime.UTC)
+    ttl = session_ttl(ctx, namespace, name)
     cached = ctx.caches.secrets.get(namespace, token_secret_name(name))
-    refreshed_at = current_refresh(cached, run, ctx.config.token_ttl, now)
+    refreshed_at = current_refresh(cached, run, ttl, now)
     if refreshed_at is not None:
         _mark_ready(ctx, session, refreshed_at)
-        return Result.after(refresh_due_in(refreshed_at, ctx.config.token_ttl, now))
+        return Result.after(refresh_due_in(refreshed_at, ttl, now))
+    wait = budget.admit(key) if budget is not None else 0.0
+    if wait > 0:
+        return Result.after(wait)
     try:
         refreshed_at = issue(ctx, session, run, known_missing=cached is None)
     except RefreshInProgress:
@@ -165,7 +178,7 @@ def reconcile(ctx: Context, key: Key) -> Result:
         ctx.recorder.record(session, WARNING, TOKEN_REQUEST_FAILED, message)
         raise
     _mark_ready(ctx, session, refreshed_at)
-    return Result.after(max(refresh_due_in(refreshed_at, ctx.config.token_ttl, now), 1.0))
+    return Result.after(max(refresh_due_in(refreshed_at, ttl, now), 1.0))
 
 
 def _mark_ready(ctx: Context, session: Mapping[str, Any], refreshed_at: str) -> None:
@@ -213,7 +226,8 @@ def issue(ctx: Context, session: Mapping[str, Any], run: str, known_missing: boo
             return stamp
         annotations = (current.get("metadata") or {}).get("annotations") or {}
         rotate_agui = annotations.get(ANNOTATION_RUN) != run
-        due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ctx.config.token_ttl, now)
+        ttl = session_ttl(ctx, namespace, name)
+        due_in = refresh_due_in(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT), ttl, now)
         if due_in > 0 and not rotate_agui:
             return str(annotations.get(ANNOTATION_TOKEN_REFRESHED_AT))  # someone else refreshed it already
         if claimed_by_other(annotations.get(ANNOTATION_REFRESH_CLAIM), now):

@@ -1,8 +1,15 @@
-"""Namespace-scoped caches: one store per kind, one informer per (kind, namespace).
+"""Namespace-scoped caches: one store per kind, fed by one cluster-wide watch or one per namespace.
 
-One watch per namespace lets the operator run with namespaced Roles only. In selector mode a
-namespace informer starts and stops those watches as namespaces gain or lose the managed label;
-the API server reports a namespace leaving the selector as DELETED, so both cases arrive as events.
+Selector mode (the default install, allowed to list cluster-wide) watches each kind once across all
+namespaces; a namespace informer decides which namespaces are managed, and a namespace gaining or
+losing the managed label only moves its objects in or out of the caches (see scoped_store): threads
+and connections do not grow with namespaces. The API server reports a namespace leaving the selector
+as DELETED, so both cases arrive as events. With --namespaces (namespaced Roles only) each kind is
+watched in each listed namespace instead.
+
+Whoever must act when a namespace becomes managed or stops being managed (beyond the caches, which
+follow by themselves) is called through NamespaceScope's on_namespace_added / on_namespace_removed
+(the Manager's lists of the same names).
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from controller import metrics
 from controller.kube import NAMESPACES, Kube, Resource
 from controller.watchers.informer import Handler, Informer, Transform, WatchSettings, dispatch_existing
 from controller.watchers.quarantine import admit
-from controller.watchers.store import Delta, IndexFunc, Store, strip_managed_fields
+from controller.watchers.scoped_store import ScopedStore
+from controller.watchers.store import Delta, IndexFunc, strip_managed_fields
 
 log = logging.getLogger("controller.watchers")
-_STORES_BY_KIND: dict[str, weakref.WeakSet[Store]] = {}
+_STORES_BY_KIND: dict[str, weakref.WeakSet[ScopedStore]] = {}
 
 
 @dataclass(frozen=True)
@@ -46,16 +54,19 @@ class KindCache:
         self.kube = kube
         self.spec = spec
         self.settings = settings
-        self.store = Store(spec.indexers)
+        self.store = ScopedStore(spec.indexers)
         self.handlers: builtins.list[Handler] = []
         self._informers: dict[str | None, Informer] = {}
         self._lock = threading.Lock()
         # Read on scrape: informers of several namespaces change the store concurrently, and a
         # count pushed by each could land out of order. Several caches may hold one kind (the
-        # operator's Secrets and the platform's): the gauge is their sum.
+        # operator's Secrets and the platform's): the gauges are their sums.
         stores = _STORES_BY_KIND.setdefault(spec.resource.kind, weakref.WeakSet())
         stores.add(self.store)
         metrics.cached_objects.labels(spec.resource.kind).set_function(lambda: sum(len(s) for s in stores))
+        metrics.parked_objects.labels(spec.resource.kind).set_function(
+            lambda: sum(s.parked() for s in stores)
+        )
 
     @property
     def kind(self) -> str:
@@ -84,6 +95,27 @@ class KindCache:
             )
             self._informers[namespace] = informer
         informer.start()
+
+    def watch_cluster(self, managed: Iterable[str]) -> None:
+        """One watch across all namespaces, keeping objects of `managed` (see manage/unmanage)."""
+        self.store.restrict(managed)
+        self.start_namespace(None)
+
+    def manage(self, namespace: str) -> None:
+        """Cluster-wide mode: the namespace's objects join the cache; handlers hear them as ADDED."""
+        self._dispatch(self.store.manage(namespace))
+
+    def unmanage(self, namespace: str) -> None:
+        """Cluster-wide mode: the namespace's objects leave the cache; handlers hear them as DELETED."""
+        self._dispatch(self.store.unmanage(namespace))
+
+    def _dispatch(self, deltas: builtins.list[Delta]) -> None:
+        for delta in deltas:
+            for handler in self.handlers:
+                try:
+                    handler(delta)
+                except Exception:
+                    log.exception("cache %s: handler failed on %r", self.kind, delta)
 
     def stop_namespace(self, namespace: str | None) -> None:
         with self._lock:
@@ -136,8 +168,18 @@ class KindCache:
         return self.store.by_index(index, value)
 
 
+# Seconds start() waits for the namespace list before opening the kinds' cluster-wide watches, so
+# their first LISTs land straight in the caches instead of being parked and moved.
+NAMESPACE_SYNC_WAIT = 10.0
+
+
 class NamespaceScope:
-    """Decides which namespaces are managed and keeps every kind cache watching exactly those."""
+    """Decides which namespaces are managed and keeps every kind cache holding exactly those.
+
+    `on_namespace_added` / `on_namespace_removed` get a namespace name after the caches have taken
+    it in or dropped it (so a callback reading the caches sees the new state); they run on the
+    namespace informer's thread and must not block.
+    """
 
     def __init__(
         self,
@@ -149,6 +191,7 @@ class NamespaceScope:
         settings: WatchSettings | None = None,
         on_namespace_removed: Callable[[str], None] | None = None,
         on_namespace_added: Callable[[str], None] | None = None,
+        cluster_wide: bool = True,
     ):
         self.kube = kube
         self.caches = list(caches)
@@ -157,9 +200,13 @@ class NamespaceScope:
         self.settings = settings or WatchSettings()
         self.on_namespace_removed = on_namespace_removed
         self.on_namespace_added = on_namespace_added
+        self.cluster_wide = cluster_wide and not self.explicit
         self.namespace_cache: KindCache | None = None
         self._managed: set[str] = set()
         self._lock = threading.Lock()
+        # Held across a whole change of scope, so caches never see a namespace's add and removal
+        # interleaved, nor a change between start()'s snapshot and the watches it opens.
+        self._changing = threading.RLock()
 
     def start(self) -> None:
         if self.explicit:
@@ -171,6 +218,14 @@ class NamespaceScope:
         )
         self.namespace_cache.add_handler(self._on_namespace)
         self.namespace_cache.start_namespace(None)
+        if not self.cluster_wide:
+            return
+        for informer in self.namespace_cache.informers():
+            informer.synced.wait(NAMESPACE_SYNC_WAIT)
+        with self._changing:
+            managed = self.managed()
+            for cache in self.caches:
+                cache.watch_cluster(managed)
 
     def stop(self) -> None:
         if self.namespace_cache is not None:
@@ -194,26 +249,26 @@ class NamespaceScope:
             self._add(name)
 
     def _add(self, namespace: str) -> None:
-        with self._lock:
-            if namespace in self._managed:
-                return
-            self._managed.add(namespace)
-        log.info("managing namespace %s", namespace)
-        for cache in self.caches:
-            cache.start_namespace(namespace)
-        if self.on_namespace_added is not None:
-            self.on_namespace_added(namespace)
+        self._change(namespace, managed=True)
 
     def _remove(self, namespace: str) -> None:
-        with self._lock:
-            if namespace not in self._managed:
-                return
-            self._managed.discard(namespace)
-        log.info("no longer managing namespace %s", namespace)
-        for cache in self.caches:
-            cache.stop_namespace(namespace)
-        if self.on_namespace_removed is not None:
-            self.on_namespace_removed(namespace)
+        self._change(namespace, managed=False)
+
+    def _change(self, namespace: str, managed: bool) -> None:
+        with self._changing:
+            with self._lock:
+                if (namespace in self._managed) == managed:
+                    return
+                (self._managed.add if managed else self._managed.discard)(namespace)
+            log.info("%s namespace %s", "managing" if managed else "no longer managing", namespace)
+            for cache in self.caches:
+                if cache.store.restricted:
+                    (cache.manage if managed else cache.unmanage)(namespace)
+                elif not self.cluster_wide:
+                    (cache.start_namespace if managed else cache.stop_namespace)(namespace)
+            callback = self.on_namespace_added if managed else self.on_namespace_removed
+            if callback is not None:
+                callback(namespace)
 
     def synced(self) -> bool:
         if self.namespace_cache is not None and not self.namespace_cache.synced():

@@ -253,6 +253,8 @@ class Informer:
             metadata_only=self.metadata_only,
         )
         self._stream = stream
+        open_streams = metrics.watch_connections.labels(self.resource.kind)
+        open_streams.inc()
         try:
             if self._stop.is_set():
                 return
@@ -261,6 +263,7 @@ class Informer:
                 self._count_event(event_type)
                 self._handle(event_type, obj)
         finally:
+            open_streams.dec()
             self._stream = None
             stream.close()
 

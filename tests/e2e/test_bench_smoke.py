@@ -25,8 +25,8 @@ PERCENTILES = {"p50", "p90", "p99"}
 
 
 def _options(cluster: Cluster, tmp_path: Path, **overrides: Any) -> Options:
+    settings: dict[str, Any] = {"namespaces": 2, **overrides}
     return Options(
-        namespaces=2,
         settle=1.0,
         idle_window=5.0,
         results_dir=tmp_path / "results",
@@ -37,7 +37,7 @@ def _options(cluster: Cluster, tmp_path: Path, **overrides: Any) -> Options:
         earlier_runs_timeout=0.0,
         log_dir=tmp_path / "logs",
         command="pytest tests/e2e/test_bench_smoke.py",
-        **overrides,
+        **settings,
     )
 
 
@@ -85,3 +85,22 @@ def test_scale_mode_with_ten_sessions(cluster: Cluster, crd: dict[str, Any], tmp
     assert "written by the benchmark script" in results["scale"]["note"]
     assert set(results["cold_start"]) >= COLD_START
     assert set(results["scale"]["first_start"]) >= COLD_START
+
+
+@pytest.mark.slow
+def test_platform_mode_with_a_small_shape(cluster: Cluster, crd: dict[str, Any], tmp_path: Path) -> None:
+    options = _options(cluster, tmp_path, sessions=12, namespaces=4, platform=True, platform_running=2)
+    _, path = run(options, say=lambda _: None)
+    results = _stored(path, tmp_path)
+
+    assert set(results) >= TOP_LEVEL | {"platform"}, sorted(results)
+    platform, cold = results["platform"], results["cold_start"]
+    assert platform["shape"]["running"] == 2 and platform["shape"]["stopped"] == 10
+    # The script's stopped and Running statuses are what the operator derives: nothing to write.
+    assert platform["first_start"]["writes"] == 0, platform["first_start"]["requests"]
+    assert cold["writes"] == 0, cold["requests"]
+    # Cluster-wide mode: one watch per kind, whatever the number of namespaces.
+    assert cold["watch_connections"] and set(cold["watch_connections"].values()) == {1.0}
+    assert 0 < cold["threads"] <= 40
+    assert platform["idle"]["gets_and_lists"] == 0, platform["idle"]["requests"]
+    assert "platform mode" in (tmp_path / "benchmarks.md").read_text()
