@@ -23,6 +23,8 @@ from controller.kube import NAMESPACES, PODS, SECRETS, SESSIONS, ApiError, Kube,
 
 REPO = Path(__file__).resolve().parent.parent
 CRD_FILE = REPO / "manifests" / "crd" / "agenticsessions.vteam.ambient-code.yaml"
+# The operator's install has both; without this one its ProjectSettings cache never syncs.
+PROJECT_SETTINGS_CRD_FILE = REPO / "manifests" / "crd" / "projectsettings.vteam.ambient-code.yaml"
 CRDS = Resource(
     "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
 )
@@ -39,11 +41,12 @@ def connect(kubeconfig: Path) -> Kube:
 
 
 def ensure_crd(kube: Kube, timeout: float = 60.0) -> None:
-    """Installs the AgenticSession CRD from manifests/ when missing and waits until it is served."""
-    manifest: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
-    name = manifest["metadata"]["name"]
-    if kube.get_or_none(CRDS, None, name) is None:
-        kube.create(CRDS, None, manifest)
+    """Installs the operator's CRDs from manifests/ when missing; waits until AgenticSession is served."""
+    for path in (PROJECT_SETTINGS_CRD_FILE, CRD_FILE):
+        manifest: dict[str, Any] = yaml.safe_load(path.read_text())
+        name = manifest["metadata"]["name"]
+        if kube.get_or_none(CRDS, None, name) is None:
+            kube.create(CRDS, None, manifest)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         conditions = (kube.get(CRDS, None, name).get("status") or {}).get("conditions") or []
