@@ -31,7 +31,8 @@ from controller.kube import Kube
 
 DESCRIPTION = (
     "per session: create PVC, ServiceAccount, Role, RoleBinding, TokenRequest, Secret, Job (suspended), "
-    "Service, then 2 status patches (Creating, Running); sessions created beforehand, untimed"
+    "Service, the runner-sa annotation patch, then 2 status patches (Creating, Running); sessions "
+    "created beforehand, untimed"
 )
 
 

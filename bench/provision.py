@@ -26,7 +26,7 @@ from controller.kube import (
     SESSIONS,
     Kube,
 )
-from controller.names import runner_job_name, runner_sa_name
+from controller.names import ANNOTATION_RUNNER_SA, runner_job_name, runner_sa_name
 from controller.reconcilers import children as build
 from controller.reconcilers.runner_job import build_runner_job
 from controller.reconcilers.token_secrets import ANNOTATION_RUN
@@ -45,6 +45,8 @@ CONFIG = OperatorConfig(
 # The creates the operator must make for one session: seven children plus the TokenRequest whose
 # token goes into the Secret.
 CREATES_PER_SESSION = 8
+# The one metadata write: annotation ambient-code.io/runner-sa, set once the runner Job exists.
+ANNOTATION_WRITES_PER_SESSION = 1
 # The phases a new session passes through on its way to Running, one status write each (the operator
 # writes Creating with its first status; the benchmark's watch reports the path it actually takes).
 PHASES_TO_RUNNING = (c.CREATING, c.RUNNING)
@@ -108,7 +110,12 @@ def create_children(
         job["spec"]["suspend"] = True
     kube.create(JOBS, namespace, job)
     kube.create(SERVICES, namespace, build.build_session_service(session, CONFIG))
-    return requests + 2
+    # The annotation the platform's backend checks the runner's identity against.
+    name = session["metadata"]["name"]
+    kube.patch(
+        SESSIONS, namespace, name, {"metadata": {"annotations": {ANNOTATION_RUNNER_SA: runner_sa_name(name)}}}
+    )
+    return requests + 3
 
 
 def create_token_secret(kube: Kube, session: dict[str, Any]) -> int:

@@ -20,7 +20,8 @@ RSS_TARGET_MIB = 150.0
 COLD_START_TARGET = 10.0
 MINIMUM_DEFINITION = (
     f"minimum writes per session = {CREATES_PER_SESSION} creates (PVC, ServiceAccount, Role, RoleBinding, "
-    "TokenRequest, Secret, Job, Service) + per phase change the session went through (Creating and "
+    "TokenRequest, Secret, Job, Service) + the runner-sa annotation patch + per phase change the "
+    "session went through (Creating and "
     "Running; measured by the benchmark's watch) one status write and the Event the product must record "
     "for it; every other request (status writes without a phase change, other Events, GETs after "
     "conflicts, 409s, LIST/WATCH renewals) is extra"

@@ -34,7 +34,7 @@ from bench.measure import delta, failed_by_code, reads, requests_by_verb
 from bench.operator import OperatorProcess, cold_start
 from bench.options import RUN_LABEL, Options
 from bench.platform import run_platform
-from bench.provision import CREATES_PER_SESSION, session_names
+from bench.provision import ANNOTATION_WRITES_PER_SESSION, CREATES_PER_SESSION, session_names
 from bench.runner_edit import run_repos_edit, runner_calls
 from bench.scale import run_scale
 from controller.kube import EVENTS, SESSIONS, Kube
@@ -267,7 +267,8 @@ def _burst_cost(
     events: dict[str, int],
 ) -> dict[str, Any]:
     total = sum(requests.values())
-    minimum = CREATES_PER_SESSION + 2 * phase_changes  # a status write and an Event per phase change
+    # The creates, the runner-sa annotation, and a status write and an Event per phase change.
+    minimum = CREATES_PER_SESSION + ANNOTATION_WRITES_PER_SESSION + 2 * phase_changes
     return {
         "requests": requests,
         "total": total,

@@ -382,5 +382,8 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             # The backend trusts the runner's token only for the ServiceAccount this names.
             changes[ANNOTATION_RUNNER_SA] = runner_sa_name(name)
         if changes:
-            patch_annotations(ctx, session, changes)
+            # From the session the status write just cached: the stale one's resourceVersion
+            # would cost every new session a conflict, a re-read and a retry.
+            written = ctx.caches.sessions.get(namespace, name)
+            patch_annotations(ctx, written if written is not None else session, changes)
     return result
