@@ -53,7 +53,9 @@ def values_id(values: Path | None) -> str:
 def test_helm_lint_strict() -> None:
     for values in VALUES:
         extra = ["-f", str(values)] if values is not None else []
-        run(tool("helm"), "lint", "--strict", str(CHART), *extra)
+        linted = run(tool("helm"), "lint", "--strict", str(CHART), *extra)
+        assert "1 chart(s) linted, 0 chart(s) failed" in linted.stdout, linted.stdout
+        assert "[ERROR]" not in linted.stdout and "[WARNING]" not in linted.stdout, linted.stdout
 
 
 def test_chart_crds_are_the_manifests_crds() -> None:

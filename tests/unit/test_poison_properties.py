@@ -246,9 +246,17 @@ def test_a_session_is_refused_or_every_child_is_valid(session: dict[str, Any]) -
 @given(st.dictionaries(st.text(max_size=10), json_values, max_size=6), session_names)
 def test_builders_never_raise_on_any_spec(spec: dict[str, Any], name: str) -> None:
     session = {"metadata": {"name": name, "namespace": "proj", "uid": "u"}, "spec": spec}
-    build_runner_job(session, CONFIG, is_resume=True)
-    children.build_temp_content_pod(session, CONFIG)
-    children.build_runner_service_account(session)
+    job, warnings = build_runner_job(session, CONFIG, is_resume=True)
+    pod = children.build_temp_content_pod(session, CONFIG)
+    account = children.build_runner_service_account(session)
+    # Whatever the spec holds, each child is built whole, under its own name, and can be sent.
+    assert (job["kind"], job["metadata"]["name"]) == ("Job", runner_job_name(name))
+    assert (pod["kind"], pod["metadata"]["name"]) == ("Pod", temp_content_pod_name(name))
+    assert (account["kind"], account["metadata"]["name"]) == ("ServiceAccount", runner_sa_name(name))
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert len({e["name"] for e in env}) == len(env), "an env var is set twice"
+    assert all(isinstance(w, str) for w in warnings)
+    json.dumps([job, pod, account])
 
 
 def _depth(value: Any) -> int:
