@@ -5,6 +5,11 @@ re-adds after the delay; an error requeues with the rate limiter; a TerminalErro
 an unexpected exception is a "panic": counted, logged with its traceback, and requeued like an
 error, so one bad object never takes a worker down. An API error no retry can cure (400, 413, 422)
 is treated like a TerminalError.
+
+Workers are threads started on demand, up to the loop's concurrency: one is always there, another
+starts when keys are ready and no worker is free, and a worker beyond the first that has found no
+work for IDLE_WORKER_SECONDS exits. controller-runtime starts all of its goroutines at once; here
+each would be a thread, and six loops' worth of them would sit idle in a settled operator.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from controller.reconcile import Key, Reconciler, Result, TerminalError
 log = logging.getLogger("controller.loop")
 tracer = trace.get_tracer("agentic-operator.loop")
 
+# Seconds a worker beyond the first waits for work before it exits.
+IDLE_WORKER_SECONDS = 30.0
+
 
 class Loop:
     """A named controller: `enqueue` from event handlers, `start` workers, `stop` to drain."""
@@ -33,7 +41,12 @@ class Loop:
         self.reconcile = reconcile
         self.workers = workers
         self.queue: WorkQueue[Key] = queue if queue is not None else WorkQueue(name)
-        self._threads: list[threading.Thread] = []
+        self.idle_worker_seconds = IDLE_WORKER_SECONDS
+        self._threads: set[threading.Thread] = set()
+        # Workers waiting for a key; guarded, with the thread set, by _workers_lock.
+        self._idle = 0
+        self._started = 0
+        self._workers_lock = threading.Lock()
         self._accepting = threading.Event()
         metrics.init_controller(name, workers)
         # Labelled children looked up once: a lookup takes the metric's lock, and every worker of
@@ -49,10 +62,27 @@ class Loop:
 
     def start(self) -> None:
         self._accepting.set()
-        for index in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"{self.name}-worker-{index}", daemon=True)
+        self.queue.on_ready = self._on_ready
+        self._on_ready(len(self.queue) or 1)
+
+    def worker_count(self) -> int:
+        with self._workers_lock:
+            return len(self._threads)
+
+    def _on_ready(self, ready: int) -> None:
+        """Starts workers while ready keys outnumber free workers, up to the loop's concurrency."""
+        while self._accepting.is_set():
+            with self._workers_lock:
+                if self._threads and (ready <= self._idle or len(self._threads) >= self.workers):
+                    return
+                self._started += 1
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}-worker-{self._started}", daemon=True
+                )
+                # Counted free from now: it takes a key as soon as it runs.
+                self._idle += 1
+                self._threads.add(thread)
             thread.start()
-            self._threads.append(thread)
 
     def stop_accepting(self) -> None:
         self._accepting.clear()
@@ -67,7 +97,9 @@ class Loop:
         self._accepting.clear()
         drained = self.queue.shut_down_with_drain(timeout)
         deadline = time.monotonic() + max(timeout, 0.1)
-        for thread in self._threads:
+        with self._workers_lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         return drained
 
@@ -76,17 +108,30 @@ class Loop:
         return self.queue.processing_count()
 
     def _work(self) -> None:
+        me = threading.current_thread()
         while True:
-            key = self.queue.get()
-            if key is None:
-                return
+            key = self.queue.get(self.idle_worker_seconds)
+            with self._workers_lock:
+                if key is None:
+                    if not (self.queue.shutting_down or len(self._threads) > 1):
+                        continue
+                    self._idle -= 1
+                    self._threads.discard(me)
+                    break
+                self._idle -= 1
             if not self._accepting.is_set():
                 self.queue.done(key)
+                with self._workers_lock:
+                    self._threads.discard(me)
                 return
             try:
                 self._process(key)
             finally:
                 self.queue.done(key)
+                with self._workers_lock:
+                    self._idle += 1
+        # A key may have become ready while this worker decided to leave, counted as free.
+        self._on_ready(len(self.queue))
 
     def _process(self, key: Key) -> None:
         started = time.monotonic()

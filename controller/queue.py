@@ -17,12 +17,11 @@ from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from controller import metrics
+from controller.delayer import Delayer
+from controller.delayer import shared as shared_delayer
 from controller.ratelimit import RateLimiter, default_controller_rate_limiter
 
 T = TypeVar("T", bound=Hashable)
-
-# client-go's delaying queue heartbeat: the waiting loop never sleeps longer than this.
-MAX_WAIT_SECONDS = 10.0
 
 
 class WorkQueue(Generic[T]):
@@ -31,7 +30,8 @@ class WorkQueue(Generic[T]):
     A key is *dirty* from the moment it is added until a worker takes it; it is *processing* from
     ``get`` until ``done``. Adding a dirty key is a no-op, and adding a processing key only marks it
     dirty so that ``done`` puts it back: this is what guarantees one in-flight reconcile per key.
-    A single daemon thread per queue moves delayed keys into the queue when they are due.
+    Delayed keys wait in the queue's own heap; one thread shared by all queues (controller/delayer.py)
+    wakes the queue when the earliest of them is due.
 
     The gauges (depth, busy workers, unfinished work) are read from the queue when metrics are
     scraped, not pushed on every change: a value computed under the queue's lock and published
@@ -44,6 +44,7 @@ class WorkQueue(Generic[T]):
         name: str,
         rate_limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
+        delayer: Delayer | None = None,
     ) -> None:
         self.name = name
         self._rate_limiter = rate_limiter if rate_limiter is not None else default_controller_rate_limiter()
@@ -52,7 +53,6 @@ class WorkQueue(Generic[T]):
         self._lock = threading.Lock()
         self._item_ready = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
-        self._wake_delayer = threading.Condition(self._lock)
 
         self._queue: deque[T] = deque()
         self._dirty: set[T] = set()
@@ -80,8 +80,14 @@ class WorkQueue(Generic[T]):
             lambda: self._in_flight_ages()[1]
         )
 
-        self._delayer = threading.Thread(target=self._run_delayer, name=f"workqueue-{name}", daemon=True)
-        self._delayer.start()
+        if delayer is None:
+            delayer = shared_delayer() if clock is time.monotonic else Delayer(f"workqueue-{name}", clock)
+        self._delayer = delayer
+        # The ready time this queue last asked the delayer to wake it at (None: no wake-up pending).
+        self._wake_at: float | None = None
+        # Told, outside the lock, how many keys are ready each time one becomes ready (a loop
+        # starts workers from it).
+        self.on_ready: Callable[[int], None] | None = None
 
     # Counters and histograms are updated after the queue's lock is released: every worker passes
     # through this lock several times per reconcile, and each metric update takes a lock of its own.
@@ -91,8 +97,16 @@ class WorkQueue(Generic[T]):
     def add(self, item: T) -> None:
         with self._lock:
             added = self._add_locked(item)
+            # A key being processed is not ready yet: done() queues it, and says so then.
+            ready = len(self._queue) if item not in self._processing else 0
         if added:
             self._adds.inc()
+            self._notify_ready(ready)
+
+    def _notify_ready(self, ready: int) -> None:
+        hook = self.on_ready
+        if hook is not None and ready:
+            hook(ready)
 
     def get(self, timeout: float | None = None) -> T | None:
         """Block until a key is available and mark it processing.
@@ -130,13 +144,17 @@ class WorkQueue(Generic[T]):
             started_at = self._start_times.pop(item, None)
             finished_at = self._clock()
             self._processing.discard(item)
-            if item in self._dirty:
+            requeued = item in self._dirty
+            if requeued:
                 self._queue.append(item)
                 self._item_ready.notify()
             if not self._processing:
                 self._drained.notify_all()
+            ready = len(self._queue)
         if started_at is not None:
             self._work_duration.observe(max(0.0, finished_at - started_at))
+        if requeued:
+            self._notify_ready(ready)
 
     def add_after(self, item: T, delay: float) -> None:
         """Add the key once ``delay`` seconds have passed; an earlier pending time for it is kept."""
@@ -152,9 +170,12 @@ class WorkQueue(Generic[T]):
                 return
             self._waiting[item] = ready_at
             heapq.heappush(self._heap, (ready_at, next(self._sequence), item))
-            # The delayer sleeps until the earliest ready time; only a new earliest one changes that.
-            if self._heap[0][2] == item and self._heap[0][0] == ready_at:
-                self._wake_delayer.notify()
+            # Only a new earliest ready time needs a wake-up of its own.
+            wake = self._wake_at is None or ready_at < self._wake_at
+            if wake:
+                self._wake_at = ready_at
+        if wake:
+            self._delayer.wake_at(ready_at, self._release_due)
         self._retries.inc()
 
     def add_rate_limited(self, item: T) -> None:
@@ -220,32 +241,36 @@ class WorkQueue(Generic[T]):
         self._waiting.clear()
         self._heap.clear()
         self._item_ready.notify_all()
-        self._wake_delayer.notify_all()
+        self._wake_at = None
 
-    def _run_delayer(self) -> None:
+    def _release_due(self, when: float, now: float) -> float | None:
+        """The delayer's wake-up: queue every delayed key that is due; return the next ready time.
+
+        A wake-up other than the one this queue last asked for was superseded by an earlier one
+        and is ignored (None), so the delayer holds one current wake-up per queue.
+        """
+        added = 0
         with self._lock:
-            while not self._shutting_down:
-                now = self._clock()
-                timeout = MAX_WAIT_SECONDS
-                next_ready = self._release_due_locked(now)
-                if next_ready is not None:
-                    timeout = min(timeout, next_ready - now)
-                self._wake_delayer.wait(timeout)
-
-    def _release_due_locked(self, now: float) -> float | None:
-        """Queue every delayed key that is due; return the next ready time still pending."""
-        while self._heap:
-            ready_at, _, item = self._heap[0]
-            if self._waiting.get(item) != ready_at:
+            if self._shutting_down or when != self._wake_at:
+                return None
+            following: float | None = None
+            while self._heap:
+                ready_at, _, item = self._heap[0]
+                if self._waiting.get(item) != ready_at:
+                    heapq.heappop(self._heap)
+                    continue
+                if ready_at > now:
+                    following = ready_at
+                    break
                 heapq.heappop(self._heap)
-                continue
-            if ready_at > now:
-                return ready_at
-            heapq.heappop(self._heap)
-            del self._waiting[item]
-            if self._add_locked(item):
-                self._adds.inc()
-        return None
+                del self._waiting[item]
+                added += self._add_locked(item)
+            self._wake_at = following
+            ready = len(self._queue)
+        if added:
+            self._adds.inc(added)
+            self._notify_ready(ready)
+        return following
 
     def _in_flight_ages(self) -> tuple[float, float]:
         """Seconds that in-flight keys have been processing: the sum, and the longest."""

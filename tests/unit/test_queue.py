@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from controller.delayer import Delayer
 from controller.metrics import REGISTRY
 from controller.queue import WorkQueue
 from controller.ratelimit import ItemExponentialFailureRateLimiter, RateLimiter
@@ -282,14 +283,52 @@ def test_add_rate_limited_uses_the_rate_limiter(make_queue: QueueFactory) -> Non
     assert queue.num_requeues(key("a")) == 0
 
 
-def test_delayer_thread_exits_on_shut_down(make_queue: QueueFactory) -> None:
+def test_one_delayer_thread_serves_every_queue(make_queue: QueueFactory) -> None:
+    queues = [make_queue() for _ in range(5)]
+    for index, queue in enumerate(queues):
+        queue.add_after(key(f"k{index}"), 0.05 * (5 - index))
+    delayers = [t for t in threading.enumerate() if t.name.startswith("workqueue-")]
+    assert [t.name for t in delayers] == ["workqueue-delayer"]
+    for index, queue in enumerate(queues):
+        assert queue.get(timeout=SOON) == key(f"k{index}")
+
+
+def test_a_shut_down_queue_drops_its_delayed_keys_and_wake_ups(make_queue: QueueFactory) -> None:
+    gone, alive = make_queue(), make_queue()
+    gone.add_after(key("never"), 0.05)
+    alive.add_after(key("later"), 0.1)
+    gone.shut_down()
+    assert alive.get(timeout=SOON) == key("later")
+    assert gone.waiting_count() == 0 and len(gone) == 0
+
+
+def test_superseded_wake_ups_do_not_accumulate() -> None:
+    delayer = Delayer("test-delayer")
+    queue: WorkQueue[Key] = WorkQueue(f"test-{uuid.uuid4().hex[:12]}", delayer=delayer)
+    try:
+        # Each add is a new earliest time: each asks for a wake-up, superseding the previous one.
+        for index in range(50):
+            queue.add_after(key(f"k{index}"), 0.3 - index * 0.005)
+        assert wait_until(lambda: len(queue) == 50, timeout=SOON)
+        # Every superseded wake-up was dropped when it surfaced; none was re-armed.
+        assert wait_until(lambda: delayer.pending() == 0, timeout=SOON)
+    finally:
+        queue.shut_down()
+
+
+def test_ready_hook_hears_every_key_that_becomes_ready(make_queue: QueueFactory) -> None:
     queue = make_queue()
-    thread_name = f"workqueue-{queue.name}"
-    delayers = [t for t in threading.enumerate() if t.name == thread_name]
-    assert len(delayers) == 1
-    queue.shut_down()
-    delayers[0].join(timeout=SOON)
-    assert not delayers[0].is_alive()
+    heard: list[int] = []
+    queue.on_ready = heard.append
+    queue.add(key("a"))
+    queue.add(key("a"))  # already queued: nothing new is ready
+    queue.add_after(key("b"), 0.05)
+    assert wait_until(lambda: len(heard) == 2)
+    taken = queue.get(timeout=1)
+    assert taken is not None
+    queue.add(taken)  # added while processing: ready again once done
+    queue.done(taken)
+    assert heard == [1, 2, 2]
 
 
 def test_metrics_follow_adds_gets_and_done(make_queue: QueueFactory) -> None:

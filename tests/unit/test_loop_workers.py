@@ -1,0 +1,122 @@
+"""Workers start on demand up to the loop's concurrency and leave when there is no work."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from controller.loop import Loop
+from controller.reconcile import Key, Result
+
+SOON = 5.0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = SOON) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+class Recorder:
+    """A reconcile that blocks until released, and remembers how many ran at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.done: list[Key] = []
+
+    def __call__(self, key: Key) -> Result:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.release.wait(SOON)
+        with self.lock:
+            self.running -= 1
+            self.done.append(key)
+        return Result()
+
+
+def make_loop(reconcile: Recorder, workers: int, idle: float = 30.0) -> Loop:
+    loop = Loop(f"test-{uuid.uuid4().hex[:10]}", reconcile, workers)
+    loop.idle_worker_seconds = idle
+    return loop
+
+
+def test_one_worker_waits_while_there_is_nothing_to_do() -> None:
+    loop = make_loop(Recorder(), workers=8)
+    loop.start()
+    try:
+        assert loop.worker_count() == 1
+    finally:
+        loop.halt()
+
+
+def test_a_burst_starts_workers_up_to_the_concurrency_and_no_more() -> None:
+    recorder = Recorder()
+    loop = make_loop(recorder, workers=4)
+    loop.start()
+    try:
+        for index in range(20):
+            loop.enqueue(("ns", f"s{index}"))
+        assert wait_until(lambda: recorder.running == 4)
+        assert loop.worker_count() == 4
+        recorder.release.set()
+        assert wait_until(lambda: len(recorder.done) == 20)
+        assert recorder.most == 4
+    finally:
+        loop.halt()
+
+
+def test_keys_queued_before_start_get_their_workers_at_start() -> None:
+    recorder = Recorder()
+    loop = make_loop(recorder, workers=3)
+    for index in range(10):
+        loop.enqueue(("ns", f"s{index}"))
+    loop.start()
+    try:
+        assert wait_until(lambda: recorder.running == 3)
+        recorder.release.set()
+        assert wait_until(lambda: len(recorder.done) == 10)
+    finally:
+        loop.halt()
+
+
+def test_idle_workers_leave_but_one_stays_and_still_serves() -> None:
+    recorder = Recorder()
+    recorder.release.set()
+    loop = make_loop(recorder, workers=4, idle=0.2)
+    loop.start()
+    try:
+        recorder.release.clear()
+        for index in range(8):
+            loop.enqueue(("ns", f"s{index}"))
+        assert wait_until(lambda: loop.worker_count() == 4)
+        recorder.release.set()
+        assert wait_until(lambda: len(recorder.done) == 8)
+        assert wait_until(lambda: loop.worker_count() == 1)
+        time.sleep(0.5)
+        assert loop.worker_count() == 1
+        loop.enqueue(("ns", "late"))
+        assert wait_until(lambda: ("ns", "late") in recorder.done)
+    finally:
+        loop.halt()
+
+
+def test_drain_waits_for_in_flight_work_and_every_worker_exits() -> None:
+    recorder = Recorder()
+    loop = make_loop(recorder, workers=3)
+    loop.start()
+    for index in range(3):
+        loop.enqueue(("ns", f"s{index}"))
+    assert wait_until(lambda: recorder.running == 3)
+    threading.Timer(0.2, recorder.release.set).start()
+    assert loop.drain(SOON)
+    assert len(recorder.done) == 3
+    assert wait_until(lambda: loop.worker_count() == 0)
