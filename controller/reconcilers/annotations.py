@@ -16,10 +16,13 @@ from controller.reconcilers.context import Context
 from controller.retry import patch_with_retry
 
 
-def patch_annotations(ctx: Context, session: Mapping[str, Any], changes: Mapping[str, str | None]) -> bool:
+def patch_annotations(
+    ctx: Context, session: Mapping[str, Any], changes: Mapping[str, str | None]
+) -> Mapping[str, Any] | None:
     """Sets (or with None, removes) annotations that still hold the values seen in `session`.
 
     Writes nothing when every key already is as asked or has been changed by someone else since.
+    Returns the session as written (also cached), or None when nothing was written.
     """
     meta = session.get("metadata") or {}
     seen = meta.get("annotations") or {}
@@ -37,6 +40,6 @@ def patch_annotations(ctx: Context, session: Mapping[str, Any], changes: Mapping
         ctx.kube, SESSIONS, str(meta.get("namespace")), str(meta.get("name")), mutate, cached=session
     )
     if written is None:
-        return False
+        return None
     ctx.remember(written)
-    return True
+    return written

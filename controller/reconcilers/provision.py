@@ -106,19 +106,25 @@ class Child:
     build: Callable[[], dict[str, Any]]
 
 
-def ensure_children(ctx: Context, session: Mapping[str, Any], children: Sequence[Child]) -> Result | None:
+def ensure_children(
+    ctx: Context,
+    session: Mapping[str, Any],
+    children: Sequence[Child],
+    alongside: Sequence[Callable[[], object]] = (),
+) -> Result | None:
     """Creates the children the cache does not show, at once; None when all are there and ours.
 
+    `alongside` are other independent writes of the same reconcile, sent with the creates.
     In steady state every child is in the cache and this makes no request and starts no thread.
     """
     meta = session["metadata"]
     namespace, uid = meta["namespace"], meta.get("uid", "")
     states = [cached_child(ctx, ch.cache, ch.resource, namespace, ch.name, uid) for ch in children]
     missing = [i for i, state in enumerate(states) if state is None]
-    created = ctx.parallel(
-        [functools.partial(_create, ctx, children[i], uid) for i in missing],
-    )
+    calls: list[Callable[[], object]] = [functools.partial(_create, ctx, children[i], uid) for i in missing]
+    created = ctx.parallel([*calls, *alongside])[: len(missing)]
     for i, state in zip(missing, created, strict=True):
+        assert isinstance(state, Ensured)
         states[i] = state
     for child, maybe_state in zip(children, states, strict=True):
         assert maybe_state is not None
@@ -230,9 +236,24 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
                 lambda: build.build_workspace_pvc(session, ctx.config),
             ),
         )
-    stop_here = ensure_children(ctx, session, children)
+    # The backend trusts a runner's token only for the ServiceAccount this annotation names: set
+    # with the ServiceAccount's create, one round trip fewer for a new session than after its Job.
+    named_sa: list[Mapping[str, Any] | None] = []
+    if (meta.get("annotations") or {}).get(ANNOTATION_RUNNER_SA) != runner_sa_name(name):
+        changes = {ANNOTATION_RUNNER_SA: runner_sa_name(name)}
+        named_sa.append(None)
+
+        def name_runner_sa() -> None:
+            named_sa[0] = patch_annotations(ctx, session, changes)
+
+        stop_here = ensure_children(ctx, session, children, alongside=[name_runner_sa])
+    else:
+        stop_here = ensure_children(ctx, session, children)
     if stop_here is not None:
         return stop_here
+    # What the status write starts from: the session as the annotation patch left it, so the
+    # write carries the current resourceVersion instead of earning a conflict and a re-read.
+    latest: Mapping[str, Any] = (named_sa[0] if named_sa else None) or session
 
     service = Child(
         "Service",
@@ -372,18 +393,12 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         if model is not None:
             model.describe(draft, job_state[0] == c.TRUE)
 
-    ctx.write_status(session, LOOP, describe)
-    if created_job:
-        annotations = meta.get("annotations") or {}
-        changes: dict[str, str | None] = {}
-        if annotations.get(ANNOTATION_FORCE_EXECUTE_PROMPT):
-            changes[ANNOTATION_FORCE_EXECUTE_PROMPT] = None
-        if annotations.get(ANNOTATION_RUNNER_SA) != runner_sa_name(name):
-            # The backend trusts the runner's token only for the ServiceAccount this names.
-            changes[ANNOTATION_RUNNER_SA] = runner_sa_name(name)
-        if changes:
-            # From the session the status write just cached: the stale one's resourceVersion
-            # would cost every new session a conflict, a re-read and a retry.
-            written = ctx.caches.sessions.get(namespace, name)
-            patch_annotations(ctx, written if written is not None else session, changes)
+    ctx.write_status(latest, LOOP, describe)
+    if created_job and (meta.get("annotations") or {}).get(ANNOTATION_FORCE_EXECUTE_PROMPT):
+        # The request is consumed by this run. From the session the status write just cached:
+        # the stale one's resourceVersion would earn a conflict, a re-read and a retry.
+        written = ctx.caches.sessions.get(namespace, name)
+        patch_annotations(
+            ctx, written if written is not None else latest, {ANNOTATION_FORCE_EXECUTE_PROMPT: None}
+        )
     return result
