@@ -15,9 +15,12 @@ from typing import Any
 
 Keep = Callable[[dict[str, Any]], bool]
 
-_SET = re.compile(r"^(?P<key>[^\s!=(),]+)\s+(?P<op>in|notin)\s*\((?P<values>[^()]*)\)$")
-_EQUALITY = re.compile(r"^(?P<key>[^\s!=(),]+)\s*(?P<op>==|=|!=)\s*(?P<value>[^\s!=(),]*)$")
-_EXISTS = re.compile(r"^(?P<neg>!?)\s*(?P<key>[^\s!=(),]+)$")
+# Label keys ([prefix/]name) and values, as Kubernetes allows them.
+_KEY = r"(?P<key>[A-Za-z0-9][A-Za-z0-9._/-]*)"
+_VALUE = r"[A-Za-z0-9._-]*"
+_SET = re.compile(rf"^{_KEY}\s+(?P<op>in|notin)\s*\((?P<values>\s*{_VALUE}\s*(,\s*{_VALUE}\s*)*)\)$")
+_EQUALITY = re.compile(rf"^{_KEY}\s*(?P<op>==|=|!=)\s*(?P<value>{_VALUE})$")
+_EXISTS = re.compile(rf"^(?P<neg>!?)\s*{_KEY}$")
 
 
 @dataclass(frozen=True)
