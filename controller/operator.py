@@ -81,6 +81,10 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     caches.project_objects = {
         name: manager.cache(f"project-{name}", spec) for name, spec in kinds.PROJECT_OBJECT_SPECS.items()
     }
+    # One watch per kind: the projects loop's Roles, RoleBindings and ServiceAccounts come from the
+    # session children's watch of the kind.
+    for name in kinds.SHARED_WITH_SESSION_CHILDREN:
+        caches.project_objects[name].follow(manager.caches[name])
     # Sessions by phase are counted from the cache at scrape time, by the leader only.
     session_metrics.watch_sessions(lambda: caches.sessions.list() if manager.started_loops.is_set() else None)
     recorder = EventRecorder(kube)
@@ -237,10 +241,16 @@ def _wire_platform(manager: Manager, ctx: Context, session_loop: Loop) -> None:
         ),
     )
     registry_cache = KindCache(kube, platform_secrets.registry_spec(config), manager.settings)
+    if isinstance(ctx.models, ConfigMapModels) and ctx.models.namespace == platform_ns:
+        registry_cache.follow(ctx.models.cache)  # one watch of the backend namespace's ConfigMaps
     sources = KindCache(kube, platform_secrets.SOURCE_SECRETS_SPEC, manager.settings)
+    namespace_secrets = manager.cache("platform-secrets", platform_secrets.NAMESPACE_SECRETS_SPEC)
+    # One metadata-only watch of the managed namespaces' Secrets, for the platform's (by name) and
+    # the runner tokens (by the operator's label, matched in the process).
+    ctx.caches.secrets.follow(namespace_secrets)
     ctx.platform = PlatformCaches(
         registry=registry,
-        namespace_secrets=manager.cache("platform-secrets", platform_secrets.NAMESPACE_SECRETS_SPEC),
+        namespace_secrets=namespace_secrets,
         ca_bundles=manager.cache("ca-bundles", platform_secrets.CA_BUNDLE_SPEC),
         sources=sources,
         registry_configmaps=registry_cache,

@@ -30,8 +30,9 @@ from controller.platform.models import (
     ModelIndex,
     parse_manifest,
 )
+from controller.watchers.cache import KindCache, KindSpec
 from controller.watchers.informer import Informer, WatchSettings
-from controller.watchers.store import Delta, Store, strip_managed_fields
+from controller.watchers.store import Delta, metadata_of, strip_managed_fields
 
 log = logging.getLogger("controller.platform.models")
 
@@ -114,12 +115,9 @@ class _Keeper:
         manifest_models.set(len(self.current.index.models) if self.current.index is not None else 0)
 
 
-def _only_ours(obj: dict[str, Any]) -> dict[str, Any]:
-    """Other ConfigMaps of the namespace are kept as bare names: their data is none of our business."""
-    meta = obj.get("metadata") or {}
-    if meta.get("name") == CONFIGMAP_NAME:
-        return strip_managed_fields(obj)
-    return {"metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion", "uid") if k in meta}}
+def _is_manifest(obj: dict[str, Any]) -> bool:
+    """Other ConfigMaps of the namespace are none of our business (nor kept)."""
+    return metadata_of(obj).get("name") == CONFIGMAP_NAME
 
 
 class ConfigMapModels:
@@ -128,6 +126,9 @@ class ConfigMapModels:
     Until the watch's first LIST has been handled the state is NOT_LOADED; then ABSENT when the
     ConfigMap (or its key) does not exist. `on_change` is called after every change of state, so
     sessions waiting for the manifest are reconciled at once.
+
+    `cache` watches the namespace's ConfigMaps and keeps only the manifest, so another cache of
+    ConfigMaps in the same namespace (the agent registry) can follow it and share its watch.
     """
 
     polled = False
@@ -146,15 +147,13 @@ class ConfigMapModels:
         self._keeper = _Keeper(f"ConfigMap {namespace}/{CONFIGMAP_NAME}")
         self._lock = threading.Lock()
         self._seen_version: str | None = None
-        self.informer = Informer(
+        self.cache = KindCache(
             kube,
-            CONFIG_MAPS,
-            namespace,
-            Store(),
-            transform=_only_ours,
-            handlers=[self._on_delta],
-            settings=settings,
+            KindSpec(CONFIG_MAPS, transform=strip_managed_fields, keep=_is_manifest),
+            settings or WatchSettings(),
         )
+        self.cache.add_handler(self._on_delta)
+        self._informer: Informer | None = None
         self._waiter: threading.Thread | None = None
 
     def state(self) -> ManifestState:
@@ -167,18 +166,23 @@ class ConfigMapModels:
         Started before the loops, the wait spares sessions a needless ManifestNotLoaded round at
         every operator start; past it, they wait for the manifest and are enqueued when it comes.
         """
-        self.informer.start()
-        self._waiter = threading.Thread(target=self._after_sync, name="models-manifest-sync", daemon=True)
+        self.cache.start_namespace(self.namespace)
+        informer = self._informer = self.cache.informer(self.namespace)
+        assert informer is not None
+        self._waiter = threading.Thread(
+            target=self._after_sync, args=(informer,), name="models-manifest-sync", daemon=True
+        )
         self._waiter.start()
-        if sync_timeout > 0 and self.informer.synced.wait(sync_timeout):
+        if sync_timeout > 0 and informer.synced.wait(sync_timeout):
             self._waiter.join(sync_timeout)
 
     def stop(self, _timeout: float = 0.0) -> None:
-        self.informer.stop()
-        self.informer.synced.set()  # releases the waiter if the first LIST never came
+        self.cache.stop()
+        if self._informer is not None:
+            self._informer.synced.set()  # releases the waiter if the first LIST never came
 
-    def _after_sync(self) -> None:
-        self.informer.synced.wait()
+    def _after_sync(self, informer: Informer) -> None:
+        informer.synced.wait()
         with self._lock:
             if self._keeper.current.known is not Known.NOT_LOADED:
                 return

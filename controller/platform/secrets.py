@@ -1,10 +1,13 @@
 """The platform's Secrets and ConfigMaps a runner pod depends on, and what the operator caches of them.
 
-Three kinds of object, each cached by its own informer:
+Three kinds of object, each in its own cache:
 - in every managed namespace, the platform's few Secrets (runner API keys, integrations, the copies),
-  by metadata only and filtered to those names before they reach the store;
+  by metadata only and filtered to those names before they reach the store; its watch of every
+  Secret is shared with the runner token cache (operator.py), which keeps the operator's own;
 - in every managed namespace, ConfigMap `trusted-ca-bundle` (by name on the server), its keys only;
 - in the backend namespace, the sources of the copied Secrets, with their data (they are copied).
+The agent registry's ConfigMap, also in the backend namespace, shares the models manifest's watch of
+that namespace's ConfigMaps when both live there.
 """
 
 from __future__ import annotations

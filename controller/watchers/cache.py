@@ -7,6 +7,14 @@ and connections do not grow with namespaces. The API server reports a namespace 
 as DELETED, so both cases arrive as events. With --namespaces (namespaced Roles only) each kind is
 watched in each listed namespace instead.
 
+Several caches may hold one kind (the runner tokens and the platform's Secrets by name; the session
+children's Roles and the projects loop's): a cache that `follow`s another is fed by the other's
+informer of each scope, so the kind costs one connection and one thread, not one per cache. The
+leader's query (selectors, metadata only) is the shared one; it must select at least what the
+follower's would, and the follower's narrower selectors are applied in the process (selectors.py).
+Each cache keeps its own store, transform, filter, indexes and handlers; a follower starts no
+informer of its own and reports its leader's synced and healthy state.
+
 Whoever must act when a namespace becomes managed or stops being managed (beyond the caches, which
 follow by themselves) is called through NamespaceScope's on_namespace_added / on_namespace_removed
 (the Manager's lists of the same names).
@@ -25,7 +33,8 @@ from typing import Any
 
 from controller import metrics
 from controller.kube import NAMESPACES, Kube, Resource
-from controller.watchers.informer import Handler, Informer, Transform, WatchSettings, dispatch_existing
+from controller.watchers import selectors
+from controller.watchers.informer import Handler, Informer, Sink, Transform, WatchSettings, dispatch_existing
 from controller.watchers.quarantine import admit
 from controller.watchers.scoped_store import ScopedStore
 from controller.watchers.store import Delta, IndexFunc, strip_managed_fields
@@ -57,6 +66,10 @@ class KindCache:
         self.store = ScopedStore(spec.indexers)
         self.handlers: builtins.list[Handler] = []
         self._informers: dict[str | None, Informer] = {}
+        # Sharing: the cache whose informers feed this one, or the caches this one's informers feed.
+        self.leader: KindCache | None = None
+        self.followers: builtins.list[KindCache] = []
+        self._keep = spec.keep
         self._lock = threading.Lock()
         # Read on scrape: informers of several namespaces change the store concurrently, and a
         # count pushed by each could land out of order. Several caches may hold one kind (the
@@ -76,7 +89,43 @@ class KindCache:
         self.handlers.append(handler)
         dispatch_existing(self.store, handler)
 
+    def follow(self, leader: KindCache) -> None:
+        """From now on this cache is fed by `leader`'s informers; call before either starts.
+
+        The leader's query must select everything this cache's would (same kind, a selector whose
+        terms this one repeats, whole objects if this one wants them); what this cache's own
+        selectors select more narrowly is checked here, on each decoded object.
+        """
+        mine, theirs = self.spec, leader.spec
+        if leader.leader is not None or self.followers or leader._informers or self._informers:
+            raise ValueError(f"{self.kind}: a cache follows a started or following cache")
+        if mine.resource != theirs.resource or (theirs.metadata_only and not mine.metadata_only):
+            raise ValueError(f"{self.kind}: the leader's watch does not carry what this cache reads")
+        if not selectors.narrower_or_equal(mine.label_selector, theirs.label_selector) or (
+            theirs.field_selector not in (None, mine.field_selector)
+        ):
+            raise ValueError(f"{self.kind}: this cache's selectors are broader than the shared watch's")
+        self._keep = selectors.all_of(
+            mine.keep,
+            None
+            if mine.label_selector == theirs.label_selector
+            else selectors.label_matcher(mine.label_selector),
+            None
+            if mine.field_selector == theirs.field_selector
+            else selectors.field_matcher(mine.field_selector),
+        )
+        self.leader = leader
+        leader.followers.append(self)
+
+    def sink(self) -> Sink:
+        """What this cache takes from an informer: its store, filter, transform and handlers."""
+        return Sink(self.store, self.spec.transform, self._keep, self.handlers)
+
     def start_namespace(self, namespace: str | None) -> None:
+        """Starts the watch of this scope (a follower starts its leader's; starting twice is a no-op)."""
+        if self.leader is not None:
+            self.leader.start_namespace(namespace)
+            return
         with self._lock:
             if namespace in self._informers:
                 return
@@ -84,22 +133,14 @@ class KindCache:
                 self.kube,
                 self.spec.resource,
                 namespace,
-                self.store,
                 label_selector=self.spec.label_selector,
-                transform=self.spec.transform,
-                handlers=self.handlers,
                 settings=self.settings,
                 metadata_only=self.spec.metadata_only,
                 field_selector=self.spec.field_selector,
-                keep=self.spec.keep,
+                sinks=[self.sink(), *(follower.sink() for follower in self.followers)],
             )
             self._informers[namespace] = informer
         informer.start()
-
-    def watch_cluster(self, managed: Iterable[str]) -> None:
-        """One watch across all namespaces, keeping objects of `managed` (see manage/unmanage)."""
-        self.store.restrict(managed)
-        self.start_namespace(None)
 
     def manage(self, namespace: str) -> None:
         """Cluster-wide mode: the namespace's objects join the cache; handlers hear them as ADDED."""
@@ -118,6 +159,11 @@ class KindCache:
                     log.exception("cache %s: handler failed on %r", self.kind, delta)
 
     def stop_namespace(self, namespace: str | None) -> None:
+        """Stops this scope's watch and forgets its objects (a follower only forgets; see stop)."""
+        if self.leader is not None:
+            if namespace is not None:
+                self.store.drop_namespace(namespace)
+            return
         with self._lock:
             informer = self._informers.pop(namespace, None)
         if informer is None:
@@ -127,6 +173,7 @@ class KindCache:
             self.store.drop_namespace(namespace)
 
     def stop(self) -> None:
+        """Stops this cache's watches; a follower's are its leader's, stopped with the leader."""
         with self._lock:
             informers = list(self._informers.values())
             self._informers.clear()
@@ -134,12 +181,21 @@ class KindCache:
             informer.stop()
 
     def namespaces(self) -> builtins.list[str | None]:
+        if self.leader is not None:
+            return self.leader.namespaces()
         with self._lock:
             return list(self._informers)
 
     def informers(self) -> builtins.list[Informer]:
+        """The informers feeding this cache (a follower's are its leader's)."""
+        if self.leader is not None:
+            return self.leader.informers()
         with self._lock:
             return list(self._informers.values())
+
+    def informer(self, namespace: str | None) -> Informer | None:
+        """The informer feeding this cache in that scope, once started."""
+        return next((i for i in self.informers() if i.namespace == namespace), None)
 
     def synced(self) -> bool:
         return all(i.synced.is_set() for i in self.informers())
@@ -224,8 +280,12 @@ class NamespaceScope:
             informer.synced.wait(NAMESPACE_SYNC_WAIT)
         with self._changing:
             managed = self.managed()
+            # Every store is scoped before any watch opens: a shared watch's first LIST feeds the
+            # stores of several caches at once.
             for cache in self.caches:
-                cache.watch_cluster(managed)
+                cache.store.restrict(managed)
+            for cache in self.caches:
+                cache.start_namespace(None)
 
     def stop(self) -> None:
         if self.namespace_cache is not None:

@@ -10,6 +10,16 @@ timeout (the socket read timeout fires, since urllib3 has no HTTP/2 pings).
 
 Every object is admitted through quarantine.admit: one that cannot be transformed or frozen is kept
 in a reduced form and the rest of the LIST or watch goes on.
+
+One informer may feed several caches of the same kind (a Sink each: its store, filter, transform and
+handlers), so a kind read by several caches costs one connection and one thread per scope. The
+server-side query (selectors, metadata only) is the shared one; each sink's `keep` applies what is
+narrower in its cache. An item is decoded once and offered to every sink; one that no longer passes
+a sink's filter leaves that sink's store, as an object leaving a server-side selector is reported
+DELETED. With a single sink the LIST is stored item by item as it is decoded (memory stays flat at
+10,000 sessions); with several, each sink's transformed items are collected, then swapped in.
+Transforms may trim the decoded item in place (strip_managed_fields does), so they drop only what
+no cache reads.
 """
 
 from __future__ import annotations
@@ -18,8 +28,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
@@ -33,6 +43,7 @@ log = logging.getLogger("controller.watchers")
 
 Handler = Callable[[Delta], None]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+Keep = Callable[[dict[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -68,15 +79,42 @@ class _Gone(Exception):
     pass
 
 
+@dataclass(eq=False)
+class Sink:
+    """One cache fed by an informer: what it keeps of the watched objects, how it trims them, where.
+
+    `handlers` is the cache's own list (handlers added later are heard too).
+    """
+
+    store: Store
+    transform: Transform | None = None
+    keep: Keep | None = None
+    handlers: list[Handler] = field(default_factory=list)
+
+    def keeps(self, obj: dict[str, Any]) -> bool:
+        return self.keep is None or self.keep(obj)
+
+    def dispatch(self, deltas: Iterable[Delta], plural: str) -> None:
+        for delta in deltas:
+            for handler in self.handlers:
+                try:
+                    handler(delta)
+                except Exception:
+                    log.exception("informer %s: handler failed on %r", plural, delta)
+
+
 class Informer:
-    """One reflector loop on its own thread."""
+    """One reflector loop on its own thread, feeding one store or several (`sinks`).
+
+    `store` with `transform`, `keep` and `handlers` is the first sink; `sinks` adds more.
+    """
 
     def __init__(
         self,
         kube: Kube,
         resource: Resource,
         namespace: str | None,
-        store: Store,
+        store: Store | None = None,
         *,
         label_selector: str | None = None,
         transform: Transform | None = None,
@@ -84,18 +122,24 @@ class Informer:
         settings: WatchSettings | None = None,
         metadata_only: bool = False,
         field_selector: str | None = None,
-        keep: Callable[[dict[str, Any]], bool] | None = None,
+        keep: Keep | None = None,
+        sinks: Sequence[Sink] = (),
     ):
         self.kube = kube
         self.field_selector = field_selector
-        # Objects the server cannot filter out (a set of names) are dropped here, before the store.
-        self.keep = keep
         self.resource = resource
         self.namespace = namespace
-        self.store = store
         self.label_selector = label_selector
-        self.transform = transform
-        self.handlers = handlers if handlers is not None else []
+        # Objects the server cannot filter out (a set of names, a narrower selector than the
+        # shared one) are dropped by each sink's keep, before its store.
+        first = (
+            [Sink(store, transform, keep, handlers if handlers is not None else [])]
+            if store is not None
+            else []
+        )
+        self.sinks: list[Sink] = [*first, *sinks]
+        if not self.sinks:
+            raise ValueError("an informer needs a store to feed")
         self.settings = settings or WatchSettings()
         self.metadata_only = metadata_only
         self._event_counters: dict[str, Any] = {}
@@ -112,6 +156,11 @@ class Informer:
             time.monotonic,
         )
         self._ns_label = namespace or "*"
+
+    @property
+    def store(self) -> Store:
+        """The first sink's store (the only one, unless the informer is shared)."""
+        return self.sinks[0].store
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -205,15 +254,31 @@ class Informer:
     def _list(self, cause: str) -> None:
         metrics.watch_relists_total.labels(self.resource.kind, self._ns_label, cause).inc()
         listed: dict[str, str] = {}
-        deltas = self.store.replace(self.namespace, self._listed_items(cause == "initial", listed))
+        items = self._listed_items(cause == "initial", listed)
+        kind = self.resource.kind
+        if len(self.sinks) == 1:
+            sink = self.sinks[0]
+            admitted = (admit(kind, item, sink.transform) for item in items if sink.keeps(item))
+            changes = [(sink, sink.store.replace(self.namespace, admitted))]
+        else:
+            kept: list[list[Mapping[str, Any]]] = [[] for _ in self.sinks]
+            for item in items:
+                for sink, bucket in zip(self.sinks, kept, strict=True):
+                    if sink.keeps(item):
+                        bucket.append(admit(kind, item, sink.transform))
+            changes = [
+                (sink, sink.store.replace(self.namespace, bucket))
+                for sink, bucket in zip(self.sinks, kept, strict=True)
+            ]
         self.resource_version = listed["resourceVersion"]
         # Synced once handlers have had the list: a namespace informer's handler starts the
         # namespace's own informers, and the caches must not look synced before those exist.
-        self._dispatch_all(deltas)
+        for sink, deltas in changes:
+            sink.dispatch(deltas, self.resource.plural)
         self.synced.set()
 
-    def _listed_items(self, first: bool, listed: dict[str, str]) -> Iterator[Mapping[str, Any]]:
-        """Every item of the LIST, trimmed as it is decoded, so the untrimmed list never exists at once.
+    def _listed_items(self, first: bool, listed: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """Every item of the LIST as it is decoded, so the whole untrimmed list never exists at once.
 
         The first LIST is served from the watch cache (RV "0"); after 410 a consistent, paged read.
         The list's resourceVersion goes into `listed` once the last page has been read.
@@ -230,10 +295,7 @@ class Informer:
                 continue_token=token,
                 metadata_only=self.metadata_only,
             )
-            for item in listing:
-                if self.keep is not None and not self.keep(item):
-                    continue
-                yield admit(self.resource.kind, item, self.transform)
+            yield from listing
             meta = listing.metadata
             token = meta.get("continue") or None
             if not token:
@@ -287,31 +349,20 @@ class Informer:
             if rv:
                 self.resource_version = rv
             return
-        if self.keep is not None and not self.keep(obj):
-            if rv:
-                self.resource_version = rv
-            return
-        admitted = admit(self.resource.kind, obj, self.transform)
-        delta: Delta | None
-        if event_type == "DELETED":
-            delta = self.store.delete(admitted)
-        elif event_type in ("ADDED", "MODIFIED"):
-            delta = self.store.upsert(admitted)
-        else:
+        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
             log.warning("informer %s: unknown event type %r", self.resource.plural, event_type)
             return
+        for sink in self.sinks:
+            delta: Delta | None
+            if event_type == "DELETED" or not sink.keeps(obj):
+                # Not kept (any more): gone from this cache, as a server-side selector reports it.
+                delta = sink.store.delete(obj)
+            else:
+                delta = sink.store.upsert(admit(self.resource.kind, obj, sink.transform))
+            if delta is not None:
+                sink.dispatch([delta], self.resource.plural)
         if rv:
             self.resource_version = rv
-        if delta is not None:
-            self._dispatch_all([delta])
-
-    def _dispatch_all(self, deltas: list[Delta]) -> None:
-        for delta in deltas:
-            for handler in self.handlers:
-                try:
-                    handler(delta)
-                except Exception:
-                    log.exception("informer %s: handler failed on %r", self.resource.plural, delta)
 
 
 def dispatch_existing(store: Store, handler: Handler, namespace: str | None = None) -> None:

@@ -81,8 +81,13 @@ def _container_state(status: Any) -> dict[str, Any]:
 
 
 def owned_child(obj: dict[str, Any]) -> dict[str, Any]:
-    """A PVC, ServiceAccount, Role, RoleBinding or Service: the loops ask only if it exists and is ours."""
-    return _child(obj, trim_metadata(obj))
+    """A PVC, ServiceAccount, Role or RoleBinding: the loops ask only if it exists and is ours.
+
+    Its metadata alone, so the same object gives the same entry whether it came whole (a watch
+    shared with a cache that reads whole objects) or as PartialObjectMetadata, whose apiVersion and
+    kind name the metadata type, not the object's.
+    """
+    return {"metadata": trim_metadata(obj)}
 
 
 def service(obj: dict[str, Any]) -> dict[str, Any]:

@@ -125,8 +125,9 @@ def test_operator_in_selector_mode_follows_the_namespace_label(
     """The operator's default mode: a session is reconciled once its namespace is labelled, and
     forgotten once unlabelled, over watch connections that neither grow with namespaces nor restart.
 
-    A kind read by several caches (Secrets: the runner tokens, the platform's Secrets by name, the
-    copies' sources in the backend namespace) has one connection per cache; none per namespace."""
+    A kind read by several caches has one connection, shared by them (Secrets: the runner tokens and
+    the platform's Secrets by name), plus one in the backend namespace where it is watched there too
+    (the copies' sources); none per namespace."""
     key = f"scope-test-{secrets.token_hex(3)}"
     create_session(kube, "scoped", namespace)
     operator = start_operator(args=["--namespace-selector", f"{key}=yes"])
@@ -147,6 +148,10 @@ def test_operator_in_selector_mode_follows_the_namespace_label(
     # the moment the loops start, which may be after readiness).
     during = connections()
     assert all(during[kind] == before[kind] for kind in ("AgenticSession", "Job", "Pod", "Namespace")), during
+    # Caches of one kind share its watch: the session children's and the projects loop's RBAC.
+    assert max(during.values()) <= 2 and all(
+        during[k] == 1 for k in ("Role", "RoleBinding", "ServiceAccount")
+    ), during
     restarts = operator.metric("agentic_operator_watch_restarts_total")
 
     _label(kube, namespace, key, None)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -223,8 +224,6 @@ def test_owned_child_keeps_identity_and_owners_only() -> None:
     original["metadata"]["creationTimestamp"] = "2026-11-20T10:00:00Z"
     original["metadata"]["deletionTimestamp"] = "2026-11-20T11:00:00Z"
     assert transforms.owned_child(original) == {
-        "apiVersion": "v1",
-        "kind": "Secret",
         "metadata": {
             "name": "ambient-runner-token-s1",
             "namespace": "team-a",
@@ -236,6 +235,37 @@ def test_owned_child_keeps_identity_and_owners_only() -> None:
             ],
         },
     }
+
+
+def test_owned_child_is_the_same_from_a_whole_object_and_from_its_metadata() -> None:
+    """The session loop's Roles, RoleBindings and ServiceAccounts come whole from the watch shared
+    with the projects loop; their cache entries must be what a metadata-only watch gave."""
+    meta = {
+        "name": "ambient-session-s1",
+        "namespace": "team-a",
+        "uid": "uid-role",
+        "resourceVersion": "12",
+        "generation": 1,
+        "creationTimestamp": "2026-11-20T10:00:00Z",
+        "labels": {"app.kubernetes.io/managed-by": "agentic-operator"},
+        "annotations": {"ambient-code.io/x": "y", "other": "z"},
+        "ownerReferences": [
+            {"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "name": "s1", "uid": "u"}
+        ],
+        "managedFields": [{"manager": "agentic-operator"}],
+    }
+    rules = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    whole_listed = {"metadata": copy.deepcopy(meta), "rules": rules}
+    whole_watched = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", **whole_listed}
+    partial = {
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": copy.deepcopy(meta),
+    }
+    expected = transforms.owned_child(partial)
+    assert transforms.owned_child(whole_listed) == expected
+    assert transforms.owned_child(whole_watched) == expected
+    assert set(expected) == {"metadata"}
 
 
 @pytest.mark.parametrize("transform", [transforms.owned_child, transforms.token_secret, transforms.job])
