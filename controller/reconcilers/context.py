@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from controller.config import OperatorConfig
 from controller.events import EventRecorder
@@ -94,17 +94,25 @@ class Context:
 
         Creating a session's independent children one after another costs a round trip each; at
         once, the reconcile costs the slowest. Every call finishes before this returns (nothing of a
-        reconcile outlives it), and the first failure is then raised. Each call runs in a copy of
-        the caller's context, so its API spans stay children of the reconcile's span.
+        reconcile outlives it), and the first failure is then raised. The first call runs on the
+        caller's thread, the others in copies of its context, so their API spans stay children of
+        the reconcile's span.
         """
         if len(calls) <= 1:
             return [call() for call in calls]
-        futures = [self.fanout.submit(contextvars.copy_context().run, call) for call in calls]
-        errors = [f.exception() for f in futures]
+        # The first call runs on the caller's thread, which would otherwise only wait.
+        futures = [self.fanout.submit(contextvars.copy_context().run, call) for call in calls[1:]]
+        first: T | None = None
+        first_error: BaseException | None = None
+        try:
+            first = calls[0]()
+        except Exception as exc:
+            first_error = exc
+        errors = [first_error, *(f.exception() for f in futures)]
         for error in errors:
             if error is not None:
                 raise error
-        return [f.result() for f in futures]
+        return [cast(T, first), *(f.result() for f in futures)]
 
     def children(self, cache: KindCache, namespace: str, session_name: str) -> list[Mapping[str, Any]]:
         return cache.by_index(BY_SESSION, f"{namespace}/{session_name}")
