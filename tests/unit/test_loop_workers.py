@@ -120,3 +120,37 @@ def test_drain_waits_for_in_flight_work_and_every_worker_exits() -> None:
     assert loop.drain(SOON)
     assert len(recorder.done) == 3
     assert wait_until(lambda: loop.worker_count() == 0)
+
+
+def test_reconciles_answered_from_memory_stay_on_one_worker() -> None:
+    done: list[Key] = []
+
+    def reconcile(key: Key) -> Result:
+        done.append(key)
+        return Result()
+
+    loop = Loop(f"test-{uuid.uuid4().hex[:10]}", reconcile, 8)
+    for index in range(2000):
+        loop.enqueue(("ns", f"s{index}"))
+    loop.start()
+    try:
+        assert wait_until(lambda: len(done) == 2000)
+        # No reconcile waited on I/O: more threads would only have taken turns at the interpreter.
+        assert loop.worker_count() == 1
+    finally:
+        loop.halt()
+
+
+def test_a_reconcile_stuck_on_io_gets_company_without_a_new_key() -> None:
+    recorder = Recorder()
+    loop = make_loop(recorder, workers=2)
+    loop.enqueue(("ns", "stuck"))
+    loop.enqueue(("ns", "waiting"))
+    loop.start()
+    try:
+        # Both keys were queued before start: nothing new arrives while the first one hangs.
+        assert wait_until(lambda: recorder.running == 2)
+        recorder.release.set()
+        assert wait_until(lambda: len(recorder.done) == 2)
+    finally:
+        loop.halt()
