@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from controller.config import OperatorConfig
 from controller.events import EventRecorder
+from controller.fanout import Fanout
 from controller.kube import ApiError, Kube, Resource
 from controller.platform.models_source import ModelsSource, StaticModels
 from controller.platform.state import PlatformCaches
@@ -83,9 +84,7 @@ class Context:
     caches: Caches
     expectations: Expectations = field(default_factory=Expectations)
     platform: PlatformCaches = field(default_factory=PlatformCaches)
-    fanout: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="fanout")
-    )
+    fanout: Fanout = field(default_factory=lambda: Fanout(FANOUT_THREADS))
     # The models manifest as currently known; without one configured, no manifest is in use.
     models: ModelsSource = field(default_factory=StaticModels)
 
@@ -101,7 +100,9 @@ class Context:
         if len(calls) <= 1:
             return [call() for call in calls]
         # The first call runs on the caller's thread, which would otherwise only wait.
-        futures = [self.fanout.submit(contextvars.copy_context().run, call) for call in calls[1:]]
+        futures = [
+            self.fanout.submit(functools.partial(contextvars.copy_context().run, call)) for call in calls[1:]
+        ]
         first: T | None = None
         first_error: BaseException | None = None
         try:

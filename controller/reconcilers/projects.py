@@ -69,15 +69,16 @@ def reconcile(ctx: Context, managed: Callable[[], set[str]], key: Key) -> Result
         if settings is None:
             _create_settings(ctx, namespace)
         return Result.after(RETRY_FAILED) if problem else Result.done()
-    # Independent writes, at once: a namespace set up for the first time costs the slowest of
-    # them, not their sum (a fleet of hundreds of namespaces is set up at a first start).
     steps: list[Callable[[], object]] = [
         lambda: ensure_network_policy(ctx, namespace),
         lambda: ensure_group_access(ctx, settings),
         lambda: ensure_trigger_rbac(ctx, settings),
         lambda: ensure_limit_range(ctx, settings),
     ]
-    outcomes = ctx.parallel(steps)
+    # A namespace set up for the first time gets its independent creates at once: it costs the
+    # slowest of them, not their sum (a fleet of hundreds is set up at a first start). Once set
+    # up, the steps only read the cache: no thread is needed for that.
+    outcomes = ctx.parallel(steps) if _setting_up(ctx, namespace) else [step() for step in steps]
     problems = [cast(str, outcomes[0])]
     bindings, group_problems = cast(tuple[int, list[str]], outcomes[1])
     trigger_ready, limits_ready = cast(bool, outcomes[2]), cast(bool, outcomes[3])
@@ -93,6 +94,18 @@ def reconcile(ctx: Context, managed: Callable[[], set[str]], key: Key) -> Result
     if group_problems or not trigger_ready or not limits_ready or any(problems):
         return Result.after(RETRY_FAILED)
     return Result.done()
+
+
+def _setting_up(ctx: Context, namespace: str) -> bool:
+    """Whether any of the namespace's fixed objects is still missing from the caches."""
+    fixed = (
+        (POLICIES, policy.POLICY_NAME),
+        (ACCOUNTS, ps.TRIGGER_NAME),
+        (RBAC_ROLES, ps.TRIGGER_NAME),
+        (RBAC_BINDINGS, ps.TRIGGER_NAME),
+        (LIMITS, ps.LIMIT_RANGE_NAME),
+    )
+    return any(_objects(ctx, cache).get(namespace, name) is None for cache, name in fixed)
 
 
 def _cached(ctx: Context, namespace: str) -> Mapping[str, Any] | None:
