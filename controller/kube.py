@@ -24,7 +24,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from opentelemetry import trace
 
-from controller import metrics, safe_json
+from controller import metrics, safe_json, waits
 from controller.list_decoder import ListDecoder
 from controller.version import version
 
@@ -363,6 +363,7 @@ class Kube:
         span.set_attribute("k8s.resource", resource)
         span.set_attribute("http.request.method", method)
         attempt = 0
+        waits.note()
         while True:
             started = time.monotonic()
             try:

@@ -7,13 +7,13 @@ error, so one bad object never takes a worker down. An API error no retry can cu
 is treated like a TerminalError.
 
 Workers are threads started on demand, up to the loop's concurrency. One is always there. Another
-starts when keys are ready, no worker is free, and reconciles are waiting on I/O (the last one took
-BLOCKING_RECONCILE_SECONDS or more, or one in flight has): more threads then mean more requests in
-flight. Reconciles that only read the cache are bound by the interpreter's lock, where a second
-thread adds switching, not throughput, so a cold start over thousands of settled sessions runs on
-one worker per loop. A worker beyond the first that has found no work for IDLE_WORKER_SECONDS
-exits. controller-runtime starts all of its goroutines at once; here each would be a thread, and
-six loops' worth of them would sit idle in a settled operator.
+starts when keys are ready, no worker is free, and reconciles wait on the network (the last one
+sent a request, or one has been in flight for SLOW_RECONCILE_SECONDS): more threads then mean more
+requests in flight. Reconciles answered from the cache are bound by the interpreter's lock, where
+a second thread adds switching, not throughput, so a cold start over thousands of settled sessions
+runs on one worker per loop. A worker beyond the first that has found no work for
+IDLE_WORKER_SECONDS exits. controller-runtime starts all of its goroutines at once; here each would
+be a thread, and six loops' worth of them would sit idle in a settled operator.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 
 from opentelemetry import trace
 
-from controller import metrics
+from controller import metrics, waits
 from controller.delayer import shared as shared_delayer
 from controller.kube import ApiError
 from controller.logs import bind_object
@@ -36,9 +36,9 @@ tracer = trace.get_tracer("agentic-operator.loop")
 
 # Seconds a worker beyond the first waits for work before it exits.
 IDLE_WORKER_SECONDS = 30.0
-# A reconcile this long has waited on something (an API round trip takes milliseconds; a reconcile
-# answered from the cache, a fraction of one).
-BLOCKING_RECONCILE_SECONDS = 0.005
+# A reconcile in flight this long is waiting on something (one answered from the cache takes a
+# fraction of a millisecond of work, a few switch intervals of the interpreter's lock at worst).
+SLOW_RECONCILE_SECONDS = 0.05
 
 
 class Loop:
@@ -54,8 +54,8 @@ class Loop:
         # Workers waiting for a key; guarded, with the thread set, by _workers_lock.
         self._idle = 0
         self._started = 0
-        # Whether the last reconcile waited on I/O (see BLOCKING_RECONCILE_SECONDS).
-        self._blocking = False
+        # Whether the last reconcile sent a request (see controller.waits).
+        self._waits = False
         # A look, due soon, at whether the reconciles in flight have started waiting (one at a time).
         self._look_pending = False
         self._workers_lock = threading.Lock()
@@ -85,7 +85,7 @@ class Loop:
         """Starts workers while ready keys outnumber free workers and reconciles wait on I/O."""
         while self._accepting.is_set():
             if self._threads and not (
-                self._blocking or self.queue.longest_in_flight() >= BLOCKING_RECONCILE_SECONDS
+                self._waits or self.queue.longest_in_flight() >= SLOW_RECONCILE_SECONDS
             ):
                 return
             with self._workers_lock:
@@ -146,21 +146,21 @@ class Loop:
             if backlog:
                 # Keys may be waiting behind this reconcile: if it turns out to wait on I/O and no
                 # new key arrives to say so, this look starts the next worker.
-                shared_delayer().wake_at(time.monotonic() + BLOCKING_RECONCILE_SECONDS, self._look)
+                shared_delayer().wake_at(time.monotonic() + SLOW_RECONCILE_SECONDS, self._look)
             if not self._accepting.is_set():
                 self.queue.done(key)
                 with self._workers_lock:
                     self._threads.discard(me)
                 return
-            started = time.monotonic()
-            try:
-                self._process(key)
-            finally:
-                self.queue.done(key)
-                with self._workers_lock:
-                    self._idle += 1
-            self._blocking = time.monotonic() - started >= BLOCKING_RECONCILE_SECONDS
-            if self._blocking:
+            with waits.observed() as waited:
+                try:
+                    self._process(key)
+                finally:
+                    self.queue.done(key)
+                    with self._workers_lock:
+                        self._idle += 1
+            self._waits = waited[0]
+            if self._waits:
                 self._on_ready(len(self.queue))
         # A key may have become ready while this worker decided to leave, counted as free.
         self._on_ready(len(self.queue))

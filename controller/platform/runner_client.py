@@ -23,6 +23,7 @@ from typing import Any
 
 import urllib3
 
+from controller import waits
 from controller.config import OperatorConfig
 from controller.kube import SECRETS, Kube
 from controller.names import TOKEN_KEY_AGUI, session_service_name, token_secret_name
@@ -146,6 +147,7 @@ class RunnerClient:
         url = self.base_url(namespace, name) + path
         started = time.monotonic()
         code_label = "error"
+        waits.note()
         try:
             response = self._pool.request(
                 "POST",

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from controller import waits
 from controller.loop import Loop
 from controller.reconcile import Key, Result
 
@@ -152,5 +153,31 @@ def test_a_reconcile_stuck_on_io_gets_company_without_a_new_key() -> None:
         assert wait_until(lambda: recorder.running == 2)
         recorder.release.set()
         assert wait_until(lambda: len(recorder.done) == 2)
+    finally:
+        loop.halt()
+
+
+def test_reconciles_that_send_requests_get_every_worker() -> None:
+    lock = threading.Lock()
+    running, most, done = [0], [0], []
+
+    def reconcile(key: Key) -> Result:
+        waits.note()  # as the API client does before each request
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+            done.append(key)
+        return Result()
+
+    loop = Loop(f"test-{uuid.uuid4().hex[:10]}", reconcile, 6)
+    loop.start()
+    try:
+        for index in range(200):
+            loop.enqueue(("ns", f"s{index}"))
+        assert wait_until(lambda: len(done) == 200)
+        assert most[0] == 6
     finally:
         loop.halt()
