@@ -12,6 +12,7 @@ import builtins
 import logging
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -50,6 +51,35 @@ class FrozenDict(dict[str, Any]):
         return (FrozenDict, (dict(self),))
 
 
+class SharedFrozenDict(FrozenDict):
+    """A frozen mapping that many cached objects hold one copy of (see shared)."""
+
+    __slots__ = ("__weakref__",)
+
+
+_SHARED: weakref.WeakValueDictionary[str, SharedFrozenDict] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(key: str, items: Mapping[str, Any]) -> FrozenDict:
+    """The one frozen copy of a small mapping of scalars that many cached objects carry alike.
+
+    A session's children all carry the same owner reference (kind, name, uid, controller): seven
+    identical dicts per session, about 1.1 KB of the cache per session at 10,000. `key` names the
+    mapping (the session's uid, already interned); a mapping that differs from the one kept under
+    its key is frozen on its own. Kept while any object holds it.
+    """
+    with _SHARED_LOCK:
+        found = _SHARED.get(key)
+        if found is not None and dict.__eq__(found, items):
+            return found
+        frozen = SharedFrozenDict()
+        dict.update(frozen, {sys.intern(k): freeze(v, 1) for k, v in items.items()})
+        if found is None:
+            _SHARED[key] = frozen
+        return frozen
+
+
 EMPTY = FrozenDict()  # every empty mapping in the cache is this one
 # Strings up to this length are interned on the way into the cache (see freeze).
 INTERN_MAX_LENGTH = 128
@@ -75,7 +105,7 @@ def freeze(value: Any, _depth: int = 0) -> Any:
         if len(value) <= INTERN_MAX_LENGTH and not value.isdigit():
             return sys.intern(value)
         return value
-    if kind is FrozenDict:
+    if kind is FrozenDict or kind is SharedFrozenDict:
         return value
     if isinstance(value, dict):
         if _depth >= MAX_DEPTH:

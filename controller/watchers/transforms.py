@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.names import ANNOTATION_SESSION_NAME, LABEL_COMPONENT
-from controller.watchers.store import controller_owner_name
+from controller.watchers.store import controller_owner_name, shared
 
 # Identity and ownership: what the loops read of every child.
 _IDENTITY = ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
@@ -55,7 +55,12 @@ def trim_metadata(
             kept["annotations"] = ours
     refs = _pick_each(meta.get("ownerReferences"), _KEPT_OWNER_REFERENCE)
     if refs:
-        kept["ownerReferences"] = refs
+        kept["ownerReferences"] = [
+            shared(ref["uid"], ref)
+            if ref.get("kind") == "AgenticSession" and isinstance(ref.get("uid"), str)
+            else ref
+            for ref in refs
+        ]
     return kept
 
 

@@ -308,3 +308,46 @@ def child(
 )
 def test_session_of(obj: dict[str, Any], expected: list[str]) -> None:
     assert transforms.session_of(obj) == expected
+
+
+def test_children_of_one_session_share_one_owner_reference() -> None:
+    import gc
+
+    from controller.watchers.store import freeze
+
+    def child(name: str, uid: str = "uid-shared-1") -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": "ns",
+                "uid": f"{name}-uid",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "vteam.ambient-code/v1alpha1",
+                        "kind": "AgenticSession",
+                        "name": "s",
+                        "uid": uid,
+                        "controller": True,
+                    }
+                ],
+            }
+        }
+
+    first = freeze(transforms.owned_child(child("a")))
+    second = freeze(transforms.owned_child(child("b")))
+    ref_a = first["metadata"]["ownerReferences"][0]
+    assert ref_a is second["metadata"]["ownerReferences"][0]
+    assert dict(ref_a) == {"kind": "AgenticSession", "name": "s", "uid": "uid-shared-1", "controller": True}
+    # Another session's children get their own; a different reference under the same uid is not merged.
+    other = freeze(transforms.owned_child(child("c", uid="uid-shared-2")))
+    assert other["metadata"]["ownerReferences"][0] is not ref_a
+    odd = child("d")
+    odd["metadata"]["ownerReferences"][0]["controller"] = False
+    assert freeze(transforms.owned_child(odd))["metadata"]["ownerReferences"][0]["controller"] is False
+    # Kept only while a cached object holds it.
+    import weakref
+
+    gone = weakref.ref(other["metadata"]["ownerReferences"][0])
+    del other
+    gc.collect()
+    assert gone() is None
