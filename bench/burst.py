@@ -20,8 +20,9 @@ from typing import Any
 from bench.measure import percentiles
 from bench.provision import Key, create_sessions
 from bench.watch import ObjectWatch
-from controller.kube import JOBS, PODS, PVCS, SESSIONS, Kube
+from controller.kube import Kube
 from controller.names import ANNOTATION_SESSION_NAME, COMPONENT_RUNNER, COMPONENT_WORKSPACE, child_selector
+from controller.resources import JOBS, PODS, PVCS, SESSIONS
 
 
 @dataclass

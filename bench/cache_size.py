@@ -20,8 +20,9 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-from controller.kube import METADATA_LIST, Kube, load_api_client
+from controller.kube import Kube, load_api_client
 from controller.list_decoder import ListDecoder
+from controller.resources import METADATA_LIST
 from controller.watchers import kinds
 from controller.watchers.cache import KindSpec
 from controller.watchers.store import Store

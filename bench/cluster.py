@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
-from controller.kube import NAMESPACES, PODS, SECRETS, SESSIONS, ApiError, Kube, Resource, load_api_client
+from controller.api_error import ApiError
+from controller.kube import Kube, load_api_client
+from controller.resources import NAMESPACES, PODS, SECRETS, SESSIONS, Resource
 
 REPO = Path(__file__).resolve().parent.parent
 CRD_FILE = REPO / "manifests" / "crd" / "agenticsessions.vteam.ambient-code.yaml"

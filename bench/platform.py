@@ -37,7 +37,8 @@ from bench.provision import (
 )
 from bench.scale import Runners
 from controller import conditions as c
-from controller.kube import Kube, Resource
+from controller.kube import Kube
+from controller.resources import Resource
 
 SESSIONS = PLATFORM_SESSIONS
 NAMESPACES = PLATFORM_NAMESPACES

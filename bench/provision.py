@@ -15,7 +15,12 @@ from typing import Any
 
 from controller import conditions as c
 from controller.config import OperatorConfig
-from controller.kube import (
+from controller.kube import Kube
+from controller.names import ANNOTATION_RUNNER_SA, runner_job_name, runner_sa_name
+from controller.reconcilers import children as build
+from controller.reconcilers.runner_job import build_runner_job
+from controller.reconcilers.token_secrets import ANNOTATION_RUN
+from controller.resources import (
     JOBS,
     PVCS,
     ROLE_BINDINGS,
@@ -24,12 +29,7 @@ from controller.kube import (
     SERVICE_ACCOUNTS,
     SERVICES,
     SESSIONS,
-    Kube,
 )
-from controller.names import ANNOTATION_RUNNER_SA, runner_job_name, runner_sa_name
-from controller.reconcilers import children as build
-from controller.reconcilers.runner_job import build_runner_job
-from controller.reconcilers.token_secrets import ANNOTATION_RUN
 
 Key = tuple[str, str]
 RUNNER_IMAGE = "registry.invalid/agentic/runner:bench"

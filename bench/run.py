@@ -37,7 +37,8 @@ from bench.platform import run_platform
 from bench.provision import ANNOTATION_WRITES_PER_SESSION, CREATES_PER_SESSION, session_names
 from bench.runner_edit import run_repos_edit, runner_calls
 from bench.scale import run_scale
-from controller.kube import EVENTS, SESSIONS, Kube
+from controller.kube import Kube
+from controller.resources import EVENTS, SESSIONS
 from tests.e2e.runner_double import RunnerDouble
 
 Say = Callable[[str], None]

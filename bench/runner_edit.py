@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.measure import Samples, metric_sum
-from controller.kube import SESSIONS, Kube
+from controller.kube import Kube
+from controller.resources import SESSIONS
 from tests.e2e.runner_double import RunnerDouble
 
 Key = tuple[str, str]

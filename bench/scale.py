@@ -33,8 +33,9 @@ from bench.provision import (
 )
 from bench.watch import ObjectWatch
 from controller import conditions as c
-from controller.kube import JOBS, PODS, Kube
+from controller.kube import Kube
 from controller.names import ANNOTATION_SESSION_NAME, COMPONENT_RUNNER, child_selector
+from controller.resources import JOBS, PODS
 
 NOTE = (
     "scale mode: sessions, their children and a Running status were written by the benchmark script "

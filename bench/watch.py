@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller.kube import ApiError, Kube, Resource, WatchStream
+from controller.api_error import ApiError
+from controller.kube import Kube
+from controller.resources import Resource
+from controller.streams import WatchStream
 
 log = logging.getLogger("bench.watch")
 

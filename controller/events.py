@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller import metrics
-from controller.kube import EVENTS, ApiError, Kube
+from controller.api_error import ApiError
+from controller.kube import Kube
 from controller.names import bounded_name
+from controller.resources import EVENTS
 
 log = logging.getLogger("controller.events")
 

@@ -9,14 +9,12 @@ once into dicts, and is counted under client-go's metric names and traced as a c
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import logging
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import urllib3
@@ -25,117 +23,15 @@ from kubernetes import config as k8s_config
 from opentelemetry import trace
 
 from controller import metrics, safe_json, waits
-from controller.list_decoder import ListDecoder
+from controller.api_error import ApiError
+from controller.resources import JSON, MERGE_PATCH, METADATA_LIST, METADATA_OBJECT, SERVICE_ACCOUNTS, Resource
+from controller.streams import Listing, WatchStream
 from controller.version import version
 
-JSON = dict[str, Any]
 log = logging.getLogger("controller.kube")
 tracer = trace.get_tracer("agentic-operator.kube")
 
 USER_AGENT = f"agentic-operator/{version()}"
-MERGE_PATCH = "application/merge-patch+json"
-LIST_CHUNK = 1 << 16
-# Metadata-only reads (as controller-runtime's metadata informers): the server sends each object as a
-# PartialObjectMetadata, so nothing but metadata is transferred, decoded or kept.
-METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
-
-
-@dataclass(frozen=True)
-class Resource:
-    """Where a kind lives in the API, enough to build every URL for it."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(
-        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
-    ) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{urllib.parse.quote(namespace, safe='')}"
-        base += f"/{self.plural}"
-        if name:
-            base += f"/{urllib.parse.quote(name, safe='')}"
-        if subresource:
-            base += f"/{subresource}"
-        return base
-
-
-SESSIONS = Resource("vteam.ambient-code", "v1alpha1", "agenticsessions", "AgenticSession")
-NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
-PODS = Resource("", "v1", "pods", "Pod")
-SECRETS = Resource("", "v1", "secrets", "Secret")
-SERVICES = Resource("", "v1", "services", "Service")
-SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
-PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
-EVENTS = Resource("", "v1", "events", "Event")
-CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
-JOBS = Resource("batch", "v1", "jobs", "Job")
-ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
-ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
-LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
-
-
-class ApiError(Exception):
-    """A non-2xx answer, with the Status fields a caller decides on."""
-
-    def __init__(self, status: int, reason: str = "", message: str = "", retry_after: float | None = None):
-        super().__init__(f"{status} {reason}: {message}".strip())
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.retry_after = retry_after
-        # What was asked, filled in by Kube for a caller that reports the failure on an object.
-        self.verb = ""
-        self.resource = ""
-        self.object_name = ""
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409 and self.reason != "AlreadyExists"
-
-    @property
-    def already_exists(self) -> bool:
-        return self.status == 409 and self.reason == "AlreadyExists"
-
-    @property
-    def gone(self) -> bool:
-        return self.status == 410
-
-    @property
-    def permanent(self) -> bool:
-        """Invalid (422), malformed (400) or too large (413): the same request gets the same answer."""
-        return self.status in (400, 413, 422)
-
-    @classmethod
-    def from_response(cls, status: int, body: bytes, headers: Mapping[str, str]) -> ApiError:
-        reason, message = "", ""
-        try:
-            parsed = safe_json.loads(body) if body else {}
-            reason = str(parsed.get("reason", ""))
-            message = str(parsed.get("message", ""))
-        except (ValueError, AttributeError):
-            message = body[:200].decode("utf-8", "replace")
-        retry_after = None
-        raw = headers.get("Retry-After")
-        if raw:
-            try:
-                retry_after = float(raw)
-            except ValueError:
-                retry_after = None
-        return cls(status, reason, message, retry_after)
 
 
 def load_api_client(kubeconfig: str = "") -> k8s_client.ApiClient:
@@ -171,101 +67,6 @@ def auth_headers(configuration: k8s_client.Configuration) -> dict[str, str]:
     if not setting or not setting.get("value"):
         return {}
     return {"Authorization": str(setting["value"])}
-
-
-def _let_go(response: urllib3.BaseHTTPResponse, read_to_end: bool) -> None:
-    """A response read to its end returns its connection to the pool; any other is closed.
-
-    Unread bytes would be taken for the next response on that connection, and a cut stream's socket
-    may be dead: closing it may fail in many ways, and it is closed either way.
-    """
-    if read_to_end:
-        response.release_conn()
-        return
-    # Detached from its pool first: the reader of a cut stream, in urllib3's own clean-up, would
-    # otherwise hand the closed connection back, and with more open watches than the pool holds
-    # each of them is logged as "Connection pool is full" when the operator stops.
-    with contextlib.suppress(Exception):
-        response._pool = None  # type: ignore[attr-defined]
-    with contextlib.suppress(Exception):
-        response.shutdown()
-    with contextlib.suppress(Exception):
-        response.close()
-
-
-class _StreamedBody:
-    """A response whose body one thread reads as a stream; `close()` may be called from any thread."""
-
-    def __init__(self, response: urllib3.BaseHTTPResponse):
-        self._response = response
-        self._read_to_end = False
-        self._closed = False
-
-    def close(self) -> None:
-        """Lets go of the response once (see _let_go); later calls do nothing."""
-        if self._closed:
-            return
-        self._closed = True
-        self._on_close()
-        _let_go(self._response, read_to_end=self._read_to_end)
-
-    def _on_close(self) -> None:
-        """Whatever else ends with the stream."""
-
-
-class WatchStream(_StreamedBody):
-    """One open watch: iterate for (type, object) pairs."""
-
-    def __init__(self, response: urllib3.BaseHTTPResponse):
-        super().__init__(response)
-        self.bytes_seen_at = time.monotonic()
-
-    def __iter__(self) -> Iterator[tuple[str, JSON]]:
-        buffer = b""
-        try:
-            for chunk in self._response.stream(65536, decode_content=True):
-                self.bytes_seen_at = time.monotonic()
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        event = safe_json.loads(line)
-                        yield str(event.get("type", "")), event.get("object") or {}
-            if buffer.strip():
-                event = safe_json.loads(buffer)
-                yield str(event.get("type", "")), event.get("object") or {}
-            self._read_to_end = True
-        finally:
-            self.close()
-
-
-class Listing(_StreamedBody):
-    """One streamed LIST: iterate once for its items, then read `metadata` (resourceVersion, continue)."""
-
-    def __init__(self, response: urllib3.BaseHTTPResponse, span: trace.Span):
-        super().__init__(response)
-        self._span = span
-        self._decoder = ListDecoder(response.stream(LIST_CHUNK, decode_content=True))
-
-    @property
-    def fields(self) -> JSON:
-        """The list's keys other than items (kind, apiVersion, metadata), once it has been read."""
-        return self._decoder.fields
-
-    @property
-    def metadata(self) -> JSON:
-        meta = self._decoder.fields.get("metadata")
-        return meta if isinstance(meta, dict) else {}
-
-    def __iter__(self) -> Iterator[JSON]:
-        try:
-            yield from self._decoder
-            self._read_to_end = True
-        finally:
-            self.close()
-
-    def _on_close(self) -> None:
-        self._span.end()
 
 
 class Kube:

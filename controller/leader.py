@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import metrics
-from controller.kube import LEASES, ApiError, Kube
+from controller.api_error import ApiError
+from controller.kube import Kube
+from controller.resources import LEASES
 
 log = logging.getLogger("controller.leader")
 

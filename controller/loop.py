@@ -25,8 +25,8 @@ import time
 from opentelemetry import trace
 
 from controller import metrics, waits
+from controller.api_error import ApiError
 from controller.delayer import shared as shared_delayer
-from controller.kube import ApiError
 from controller.logs import bind_object
 from controller.queue import WorkQueue
 from controller.reconcile import Key, Reconciler, Result, TerminalError

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed, wait_random
 
-from controller.kube import MERGE_PATCH, ApiError, Kube, Resource
+from controller.api_error import ApiError
+from controller.kube import Kube
+from controller.resources import MERGE_PATCH, Resource
 
 T = TypeVar("T")
 JSON = dict[str, Any]

@@ -17,8 +17,9 @@ from typing import Any
 from controller import conditions as c
 from controller import session_metrics
 from controller.events import NORMAL, WARNING, EventRecorder
-from controller.kube import SESSIONS, Kube
+from controller.kube import Kube
 from controller.names import ANNOTATION_DESIRED_PHASE
+from controller.resources import SESSIONS
 from controller.retry import patch_with_retry
 from controller.watchers.store import thaw
 

@@ -38,7 +38,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controller.kube import SESSIONS, ApiError, Kube, load_api_client
+from controller.api_error import ApiError
+from controller.kube import Kube, load_api_client
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_FORCE_EXECUTE_PROMPT,
@@ -46,6 +47,7 @@ from controller.names import (
     API_VERSION,
     KIND,
 )
+from controller.resources import SESSIONS
 from controller.retry import patch_with_retry
 
 log = logging.getLogger("controller.trigger")

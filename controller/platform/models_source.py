@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge
 
 from controller import metrics
 from controller.events import WARNING, EventRecorder
-from controller.kube import Kube, Resource
+from controller.kube import Kube
 from controller.platform.models import (
     ABSENT,
     CONFIGMAP_KEY,
@@ -30,6 +30,7 @@ from controller.platform.models import (
     ModelIndex,
     parse_manifest,
 )
+from controller.resources import Resource
 from controller.watchers.cache import KindCache, KindSpec
 from controller.watchers.informer import Informer, WatchSettings
 from controller.watchers.store import Delta, metadata_of, strip_managed_fields

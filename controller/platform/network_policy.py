@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.kube import Resource
 from controller.names import APP_RUNNER, LABEL_APP, LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY
+from controller.resources import Resource
 from controller.watchers.store import thaw
 
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")

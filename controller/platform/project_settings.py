@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller.kube import Resource
 from controller.names import API_VERSION, LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, bounded_name
+from controller.resources import Resource
 
 PROJECT_SETTINGS = Resource("vteam.ambient-code", "v1alpha1", "projectsettings", "ProjectSettings")
 LIMIT_RANGES = Resource("", "v1", "limitranges", "LimitRange")

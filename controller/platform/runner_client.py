@@ -25,9 +25,10 @@ import urllib3
 
 from controller import waits
 from controller.config import OperatorConfig
-from controller.kube import SECRETS, Kube
+from controller.kube import Kube
 from controller.names import TOKEN_KEY_AGUI, session_service_name, token_secret_name
 from controller.platform import runner_metrics
+from controller.resources import SECRETS
 from controller.watchers.cache import KindCache
 
 log = logging.getLogger("controller.platform.runner_client")

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.config import OperatorConfig
-from controller.kube import CONFIGMAPS, SECRETS
 from controller.platform.runner_pod.inputs import (
     CA_BUNDLE,
     CA_BUNDLE_KEY,
@@ -29,6 +28,7 @@ from controller.platform.runner_pod.inputs import (
     RUNNER_SECRETS,
     VERTEX_SECRET,
 )
+from controller.resources import CONFIGMAPS, SECRETS
 from controller.watchers.cache import KindSpec
 from controller.watchers.store import metadata_of
 from controller.watchers.transforms import trim_metadata

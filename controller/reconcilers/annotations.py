@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller.kube import SESSIONS
 from controller.reconcilers.context import Context
+from controller.resources import SESSIONS
 from controller.retry import patch_with_retry
 
 

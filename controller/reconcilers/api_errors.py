@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller import conditions as c
+from controller.api_error import ApiError
 from controller.events import WARNING
-from controller.kube import SESSIONS, ApiError
 from controller.reconcile import Result
 from controller.reconcilers.context import Context
+from controller.resources import SESSIONS
 from controller.status import StatusDraft
 
 LOOP = "sessions"

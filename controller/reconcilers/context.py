@@ -12,12 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from controller.api_error import ApiError
 from controller.config import OperatorConfig
 from controller.events import EventRecorder
 from controller.fanout import Fanout
-from controller.kube import ApiError, Kube, Resource
+from controller.kube import Kube
 from controller.platform.models_source import ModelsSource, StaticModels
 from controller.platform.state import PlatformCaches
+from controller.resources import Resource
 from controller.status import StatusDraft, write_status
 from controller.watchers.cache import KindCache
 from controller.watchers.transforms import BY_SESSION

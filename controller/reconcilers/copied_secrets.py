@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller import conditions as c
-from controller.kube import SECRETS, ApiError
+from controller.api_error import ApiError
 from controller.platform.secrets import ANNOTATION_COPIED_FROM, ANNOTATION_SOURCE_HASH, COPIED, data_hash
 from controller.reconcilers.children import owner_reference
 from controller.reconcilers.context import Context
+from controller.resources import SECRETS
 from controller.retry import retry_on_conflict
 
 log = logging.getLogger("controller.reconcilers.copied_secrets")

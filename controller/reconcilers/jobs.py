@@ -17,11 +17,11 @@ from typing import Any
 from controller import conditions as c
 from controller import metrics
 from controller.events import NORMAL, WARNING
-from controller.kube import JOBS, SERVICES
 from controller.names import ANNOTATION_DESIRED_PHASE, runner_job_name, session_service_name
 from controller.reconcile import Key, Result
 from controller.reconcilers.context import Context, owned_by
 from controller.reconcilers.runner_state import Observation, Outcome, job_finished, observe
+from controller.resources import JOBS, SERVICES
 from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.jobs")

@@ -15,14 +15,15 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+from controller.api_error import ApiError
 from controller.events import NORMAL, WARNING
-from controller.kube import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, ApiError, Resource
 from controller.names import LABEL_COMPONENT
 from controller.platform import network_policy as policy
 from controller.platform import project_settings as ps
 from controller.reconcile import Key, Result
 from controller.reconcilers.context import Context
 from controller.reconcilers.runner_inputs import registry_view
+from controller.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Resource
 from controller.watchers.store import thaw
 
 log = logging.getLogger("controller.reconcilers.projects")

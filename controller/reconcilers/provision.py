@@ -15,7 +15,6 @@ from typing import Any
 
 from controller import conditions as c
 from controller.events import WARNING
-from controller.kube import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, Resource
 from controller.names import (
     ANNOTATION_FORCE_EXECUTE_PROMPT,
     ANNOTATION_RUNNER_SA,
@@ -36,6 +35,7 @@ from controller.reconcilers.context import Context, Ensured, cached_child, creat
 from controller.reconcilers.model_gate import WAITING_FOR_MODEL, ModelGate, check_model
 from controller.reconcilers.runner_job import build_runner_job
 from controller.reconcilers.runner_state import job_finished
+from controller.resources import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, Resource
 from controller.status import StatusDraft
 from controller.watchers.cache import KindCache
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import conditions as c
-from controller.kube import SECRETS
 from controller.platform.registry import PERSISTENCE_S3, RegistryView, Runtime, runtime_id_of
 from controller.platform.runner_pod.inputs import (
     INTEGRATION_SECRETS,
@@ -35,6 +34,7 @@ from controller.platform.secrets import (
 )
 from controller.reconcilers import copied_secrets
 from controller.reconcilers.context import Context
+from controller.resources import SECRETS
 
 log = logging.getLogger("controller.reconcilers.runner_inputs")
 

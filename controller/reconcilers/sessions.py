@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller import conditions as c
+from controller.api_error import ApiError
 from controller.events import NORMAL, WARNING
-from controller.kube import JOBS, SERVICES, SESSIONS, ApiError
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_START_REQUESTED_AT,
@@ -33,6 +33,7 @@ from controller.reconcilers.api_errors import report_api_error, server_message
 from controller.reconcilers.context import Context, owned_by
 from controller.reconcilers.provision import LOOP, provision
 from controller.reconcilers.spec import validate_spec
+from controller.resources import JOBS, SERVICES, SESSIONS
 from controller.status import StatusDraft
 from controller.watchers.quarantine import SPEC_TOO_COMPLEX, rejection
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from controller import conditions as c
 from controller.events import NORMAL
-from controller.kube import PODS, SERVICES
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_TEMP_CONTENT_LAST_ACCESSED,
@@ -28,6 +27,7 @@ from controller.reconcile import Key, Result
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.children import build_temp_content_pod, build_temp_content_service
 from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
+from controller.resources import PODS, SERVICES
 from controller.status import StatusDraft
 
 log = logging.getLogger("controller.reconcilers.temp_content")

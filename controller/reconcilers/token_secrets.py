@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller import conditions as c
+from controller.api_error import ApiError
 from controller.events import WARNING
-from controller.kube import SECRETS, ApiError
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_TOKEN_REFRESHED_AT,
@@ -36,6 +36,7 @@ from controller.reconcile import Key, Result
 from controller.reconcilers.children import build_token_secret
 from controller.reconcilers.context import Context, owned_by
 from controller.reconcilers.token_budget import RefreshBudget, jittered_ttl
+from controller.resources import SECRETS
 from controller.retry import retry_on_conflict
 from controller.status import StatusDraft
 

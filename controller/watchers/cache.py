@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller import metrics
-from controller.kube import NAMESPACES, Kube, Resource
+from controller.kube import Kube
+from controller.resources import NAMESPACES, Resource
 from controller.watchers import selectors
 from controller.watchers.informer import Handler, Informer, Sink, Transform, WatchSettings, dispatch_existing
 from controller.watchers.quarantine import admit

@@ -35,7 +35,10 @@ from typing import Any
 import urllib3
 
 from controller import metrics
-from controller.kube import ApiError, Kube, Resource, WatchStream
+from controller.api_error import ApiError
+from controller.kube import Kube
+from controller.resources import Resource
+from controller.streams import WatchStream
 from controller.watchers.quarantine import admit
 from controller.watchers.store import Delta, Store, metadata_of
 

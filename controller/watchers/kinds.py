@@ -7,7 +7,10 @@ them up that way; every other child has a name derived from its session's and is
 
 from __future__ import annotations
 
-from controller.kube import (
+from controller.names import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, child_selector
+from controller.platform.network_policy import COMPONENT_NETWORK_POLICY, NETWORK_POLICIES
+from controller.platform.project_settings import LIMIT_RANGES, PROJECT_COMPONENTS, PROJECT_SETTINGS
+from controller.resources import (
     JOBS,
     PODS,
     PVCS,
@@ -19,9 +22,6 @@ from controller.kube import (
     SESSIONS,
     Resource,
 )
-from controller.names import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, child_selector
-from controller.platform.network_policy import COMPONENT_NETWORK_POLICY, NETWORK_POLICIES
-from controller.platform.project_settings import LIMIT_RANGES, PROJECT_COMPONENTS, PROJECT_SETTINGS
 from controller.watchers import transforms
 from controller.watchers.cache import KindSpec
 from controller.watchers.informer import Transform

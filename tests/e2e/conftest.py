@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube import PODS, SESSIONS, ApiError, Kube, Resource, load_api_client
+from controller.api_error import ApiError
+from controller.kube import Kube, load_api_client
 from controller.names import runner_job_name
 from controller.platform.project_settings import PROJECT_SETTINGS
+from controller.resources import PODS, SESSIONS, Resource
 from tests.conftest import Cluster
 from tests.e2e.operator import OperatorProcess
 

@@ -23,7 +23,9 @@ import yaml
 from kubernetes import client as k8s_client
 
 from controller import metrics
-from controller.kube import ApiError, Kube, Resource, load_api_client
+from controller.api_error import ApiError
+from controller.kube import Kube, load_api_client
+from controller.resources import Resource
 from controller.watchers.store import Delta, Store
 
 T = TypeVar("T")

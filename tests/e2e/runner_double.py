@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from controller.kube import JOBS, SECRETS, Kube
+from controller.kube import Kube
 from controller.names import TOKEN_KEY_AGUI, runner_job_name, token_secret_name
+from controller.resources import JOBS, SECRETS
 
 TOKEN_HEADER = "X-Ambient-Session-Token"
 

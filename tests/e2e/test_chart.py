@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from controller import config
-from controller.kube import NAMESPACES, PODS, Kube
+from controller.kube import Kube
+from controller.resources import NAMESPACES, PODS
 from tests.conftest import Cluster
 from tests.e2e.conftest import OperatorFactory, create_session, phase_is, wait_session
 from tests.e2e.helpers import wait_for

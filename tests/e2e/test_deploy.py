@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube import NAMESPACES, SESSIONS, ApiError, Kube, Resource
+from controller.api_error import ApiError
+from controller.kube import Kube
+from controller.resources import NAMESPACES, SESSIONS, Resource
 from tests.conftest import Cluster
 from tests.e2e.conftest import CRDS, OperatorFactory, annotate, create_session, phase_is, wait_session
 

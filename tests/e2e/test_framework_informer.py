@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from controller.kube import JSON, ApiError, Kube, Listing, Resource, load_api_client
+from controller.api_error import ApiError
+from controller.kube import Kube, load_api_client
+from controller.resources import JSON, Resource
+from controller.streams import Listing
 from controller.watchers.informer import Informer, WatchSettings
 from controller.watchers.store import Store
 from tests.conftest import Cluster

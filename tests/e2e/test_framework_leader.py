@@ -6,7 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from controller.kube import LEASES, Kube
+from controller.kube import Kube
+from controller.resources import LEASES
 from tests.e2e.conftest import OperatorFactory, create_session, phase_is, wait_session
 from tests.e2e.helpers import wait_for
 from tests.e2e.operator import OperatorProcess

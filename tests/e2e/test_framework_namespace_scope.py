@@ -14,7 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.kube import NAMESPACES, ApiError, Kube
+from controller.api_error import ApiError
+from controller.kube import Kube
+from controller.resources import NAMESPACES
 from controller.watchers.cache import KindCache, KindSpec, NamespaceScope
 from controller.watchers.informer import WatchSettings
 from tests.e2e.conftest import OperatorFactory, create_session, wait_session

@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller import conditions as c
-from controller.kube import JSON, SESSIONS, ApiError, Kube
+from controller.api_error import ApiError
+from controller.kube import Kube
+from controller.resources import JSON, SESSIONS
 from controller.retry import patch_with_retry
 from controller.status import StatusDraft, write_status
 from tests.e2e.conftest import condition_of, create_session

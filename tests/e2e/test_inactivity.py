@@ -11,9 +11,11 @@ import datetime
 import time
 from typing import Any
 
-from controller.kube import SESSIONS, ApiError, Kube
+from controller.api_error import ApiError
+from controller.kube import Kube
 from controller.names import ANNOTATION_DESIRED_PHASE
 from controller.platform.project_settings import PROJECT_SETTINGS
+from controller.resources import SESSIONS
 from tests.e2e.conftest import OperatorFactory, annotate, create_session, phase_is, wait_event, wait_session
 
 

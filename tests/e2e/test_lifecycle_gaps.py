@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from controller.kube import JOBS, Kube
+from controller.kube import Kube
 from controller.names import ANNOTATION_DESIRED_PHASE, runner_job_name
+from controller.resources import JOBS
 from tests.e2e.conftest import OperatorFactory, annotate, create_session, phase_is, wait_session
 from tests.e2e.helpers import COMPLETE_AFTER
 

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from controller.kube import JOBS, SESSIONS, Kube, Resource
+from controller.kube import Kube
 from controller.names import ANNOTATION_DESIRED_PHASE, runner_job_name
+from controller.resources import JOBS, SESSIONS, Resource
 from tests.e2e.conftest import (
     OperatorFactory,
     condition_of,

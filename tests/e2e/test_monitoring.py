@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube import SESSIONS, Kube
+from controller.kube import Kube
+from controller.resources import SESSIONS
 from tests.e2e.conftest import (
     OperatorFactory,
     annotate,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from controller.kube import JOBS, Kube
+from controller.kube import Kube
 from controller.names import runner_job_name
+from controller.resources import JOBS
 from tests.e2e.conftest import (
     OperatorFactory,
     condition_of,

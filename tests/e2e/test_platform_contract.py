@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from controller.kube import JOBS, SECRETS, SESSIONS, ApiError, Kube, Resource
+from controller.api_error import ApiError
+from controller.kube import Kube
 from controller.names import runner_job_name
+from controller.resources import JOBS, SECRETS, SESSIONS, Resource
 from tests.conftest import Cluster
 from tests.e2e.conftest import (
     OperatorFactory,

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from controller.kube import JOBS, SERVICES, SESSIONS, ApiError, Kube, Resource
+from controller.api_error import ApiError
+from controller.kube import Kube
 from controller.names import runner_job_name
+from controller.resources import JOBS, SERVICES, SESSIONS, Resource
 from tests.e2e.conftest import (
     OperatorFactory,
     condition_of,

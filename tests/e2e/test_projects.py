@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from controller.kube import NAMESPACES, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, ApiError, Kube
+from controller.api_error import ApiError
+from controller.kube import Kube
 from controller.platform.network_policy import NETWORK_POLICIES, POLICY_NAME
 from controller.platform.project_settings import LIMIT_RANGES, PROJECT_SETTINGS
+from controller.resources import NAMESPACES, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS
 from tests.e2e.conftest import OperatorFactory
 from tests.e2e.helpers import wait_for
 

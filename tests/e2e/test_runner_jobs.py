@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from controller.kube import JOBS, PODS, SERVICES, SESSIONS, Kube
+from controller.kube import Kube
 from controller.names import runner_job_name, session_service_name
+from controller.resources import JOBS, PODS, SERVICES, SESSIONS
 from tests.e2e.conftest import (
     OperatorFactory,
     condition_of,

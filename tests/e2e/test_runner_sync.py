@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from controller.kube import JOBS, SESSIONS, Kube
+from controller.kube import Kube
 from controller.names import ANNOTATION_DESIRED_PHASE, runner_job_name
+from controller.resources import JOBS, SESSIONS
 from tests.e2e.conftest import (
     OperatorFactory,
     annotate,

@@ -9,19 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from controller.kube import (
-    JOBS,
-    PVCS,
-    ROLE_BINDINGS,
-    ROLES,
-    SECRETS,
-    SERVICE_ACCOUNTS,
-    SERVICES,
-    SESSIONS,
-    ApiError,
-    Kube,
-    Resource,
-)
+from controller.api_error import ApiError
+from controller.kube import Kube
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_PARENT_SESSION,
@@ -32,6 +21,17 @@ from controller.names import (
     session_service_name,
     token_secret_name,
     workspace_pvc_name,
+)
+from controller.resources import (
+    JOBS,
+    PVCS,
+    ROLE_BINDINGS,
+    ROLES,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+    SESSIONS,
+    Resource,
 )
 from tests.e2e.conftest import (
     OperatorFactory,

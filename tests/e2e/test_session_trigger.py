@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from controller.kube import JOBS, SESSIONS, Kube
+from controller.kube import Kube
 from controller.names import ANNOTATION_DESIRED_PHASE, ANNOTATION_FORCE_EXECUTE_PROMPT, runner_job_name
+from controller.resources import JOBS, SESSIONS
 from tests.conftest import Cluster
 from tests.e2e.conftest import REPO, OperatorFactory, annotate, phase_is, wait_session
 

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from controller.kube import JOBS, PODS, SECRETS, SERVICES, SESSIONS, Kube
+from controller.kube import Kube
 from controller.names import (
     ANNOTATION_DESIRED_PHASE,
     ANNOTATION_TEMP_CONTENT_LAST_ACCESSED,
@@ -20,6 +20,7 @@ from controller.names import (
     temp_content_service_name,
     token_secret_name,
 )
+from controller.resources import JOBS, PODS, SECRETS, SERVICES, SESSIONS
 from tests.e2e.conftest import (
     OperatorFactory,
     annotate,

@@ -17,7 +17,9 @@ from typing import Any
 import kubernetes
 import pytest
 
-from controller.kube import NAMESPACES, USER_AGENT, ApiError, Kube, load_api_client
+from controller.api_error import ApiError
+from controller.kube import USER_AGENT, Kube, load_api_client
+from controller.resources import NAMESPACES
 
 SUPPORTED_MAJORS = (33, 34, 35, 36, 37)
 

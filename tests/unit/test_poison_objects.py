@@ -9,7 +9,7 @@ import pytest
 
 from controller import conditions as c
 from controller import metrics, safe_json
-from controller.kube import ApiError
+from controller.api_error import ApiError
 from controller.list_decoder import ListDecoder
 from controller.names import name_problem, session_service_name
 from controller.reconcile import Result
@@ -223,7 +223,7 @@ class _ListingKube:
 
 
 def test_an_informer_lists_and_watches_past_a_poison_object() -> None:
-    from controller.kube import SESSIONS
+    from controller.resources import SESSIONS
     from controller.watchers.informer import Informer
 
     deep = safe_json.loads(deep_session("deep-listed"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.kube import ApiError
+from controller.api_error import ApiError
 from controller.retry import DEFAULT_RETRY_STEPS, retry_on_conflict
 
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller import conditions as c
 from controller import metrics, session_metrics
-from controller.kube import SESSIONS, Resource
+from controller.resources import SESSIONS, Resource
 from controller.status import write_status
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from controller.config import OperatorConfig
-from controller.kube import CONFIGMAPS, ROLES, SECRETS
 from controller.operator import build
+from controller.resources import CONFIGMAPS, ROLES, SECRETS
 from controller.watchers import kinds, selectors
 from controller.watchers.cache import KindCache, KindSpec
 from controller.watchers.informer import Informer, WatchSettings
