@@ -81,10 +81,6 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
     caches.project_objects = {
         name: manager.cache(f"project-{name}", spec) for name, spec in kinds.PROJECT_OBJECT_SPECS.items()
     }
-    # One watch per kind: the projects loop's Roles, RoleBindings and ServiceAccounts come from the
-    # session children's watch of the kind.
-    for name in kinds.SHARED_WITH_SESSION_CHILDREN:
-        caches.project_objects[name].follow(manager.caches[name])
     # Sessions by phase are counted from the cache at scrape time, by the leader only.
     session_metrics.watch_sessions(lambda: caches.sessions.list() if manager.started_loops.is_set() else None)
     recorder = EventRecorder(kube)

@@ -42,24 +42,20 @@ def _metadata_spec(resource: Resource, transform: Transform = transforms.owned_c
     return KindSpec(resource, label_selector=MANAGED, transform=transform, metadata_only=True)
 
 
-def _shared_child_spec(resource: Resource) -> KindSpec:
-    """A child whose watch the projects loop's cache of the kind shares: whole objects (that cache
-    reads them whole; they are small), trimmed to metadata here, as a metadata-only watch would."""
-    return KindSpec(resource, label_selector=MANAGED, transform=transforms.owned_child)
-
-
 # Followed by the platform's Secrets by name (one metadata-only watch of every Secret, see operator).
 SECRET_SPEC = _metadata_spec(SECRETS, transforms.token_secret)
 PVC_SPEC = _metadata_spec(PVCS)
-SERVICE_ACCOUNT_SPEC = _shared_child_spec(SERVICE_ACCOUNTS)
-ROLE_SPEC = _shared_child_spec(ROLES)
-ROLE_BINDING_SPEC = _shared_child_spec(ROLE_BINDINGS)
+SERVICE_ACCOUNT_SPEC = _metadata_spec(SERVICE_ACCOUNTS)
+ROLE_SPEC = _metadata_spec(ROLES)
+ROLE_BINDING_SPEC = _metadata_spec(ROLE_BINDINGS)
 
 
 # The projects loop: ProjectSettings (whole objects: the loop reads spec and status), and the
 # objects it makes, label-selected by component: a handful per namespace, cached whole, because
-# the loop puts their labels, rules, subjects and spec back in shape. Those of a kind the session
-# loop also caches follow its cache (PROJECT_OBJECTS repeats MANAGED's term), sharing its watch.
+# the loop puts their labels, rules, subjects and spec back in shape. They are not shared with the
+# session children's watches of the same kinds: those are metadata only, and sharing would make
+# every runner Role, RoleBinding and ServiceAccount travel and decode whole (10,000 of each at
+# 10,000 sessions) for a few objects per namespace. Two watches per kind stay within the bound.
 PROJECT_SETTINGS_SPEC = KindSpec(PROJECT_SETTINGS)
 PROJECT_OBJECTS = (
     f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT} in "
@@ -72,4 +68,3 @@ PROJECT_OBJECT_SPECS = {
     "limitranges": KindSpec(LIMIT_RANGES, label_selector=PROJECT_OBJECTS),
     "networkpolicies": KindSpec(NETWORK_POLICIES, label_selector=PROJECT_OBJECTS),
 }
-SHARED_WITH_SESSION_CHILDREN = ("rolebindings", "roles", "serviceaccounts")

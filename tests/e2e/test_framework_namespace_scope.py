@@ -150,10 +150,9 @@ def test_operator_in_selector_mode_follows_the_namespace_label(
     # the moment the loops start, which may be after readiness).
     during = connections()
     assert all(during[kind] == before[kind] for kind in ("AgenticSession", "Job", "Pod", "Namespace")), during
-    # Caches of one kind share its watch: the session children's and the projects loop's RBAC.
-    assert max(during.values()) <= 2 and all(
-        during[k] == 1 for k in ("Role", "RoleBinding", "ServiceAccount")
-    ), during
+    # At most two watches of a kind, however many caches read it (the runner tokens and the
+    # platform's Secrets share one; the copies' sources in the backend namespace are the other).
+    assert max(during.values()) <= 2, during
     restarts = operator.metric("agentic_operator_watch_restarts_total")
 
     _label(kube, namespace, key, None)
