@@ -46,6 +46,9 @@ class Manager:
     settings: WatchSettings = field(default_factory=WatchSettings)
     caches: dict[str, KindCache] = field(default_factory=dict)
     loops: list[Loop] = field(default_factory=list)
+    # Run once the managed namespaces' caches have started (on every replica, leading or not):
+    # caches of fixed namespaces start here, so they are warm when the loops start.
+    on_caches_started: list[Callable[[], None]] = field(default_factory=list)
     on_leading: list[Callable[[], None]] = field(default_factory=list)
     # Run at shutdown once the loops have drained, with the seconds left of the shutdown timeout.
     on_shutdown: list[Callable[[float], object]] = field(default_factory=list)
@@ -127,6 +130,8 @@ class Manager:
             cluster_wide=not self.config.watch_per_namespace,
         )
         self.scope.start()
+        for hook in self.on_caches_started:
+            hook()
 
     def _start_loops(self) -> None:
         if self.stop_event.is_set():

@@ -6,6 +6,7 @@ so a burst of child events for one session collapses into one reconcile per loop
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -96,7 +97,9 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
             manager.settings,
             on_change=lambda: enqueue_all(session_loop, waiting_for_model(caches.sessions)),
         )
-        manager.on_leading.append(lambda: watched.start(MODELS_SYNC_TIMEOUT))
+        # Watched from the start on every replica, as the other caches: warm when the loops start.
+        manager.on_caches_started.append(watched.start_watch)
+        manager.on_leading.append(lambda: watched.wait_loaded(MODELS_SYNC_TIMEOUT))
         manager.on_shutdown.append(watched.stop)
         models = watched
     ctx = Context(config=config, kube=kube, recorder=recorder, caches=caches, models=models)
@@ -129,13 +132,15 @@ def build(config: OperatorConfig, kube: Kube) -> tuple[Manager, Context]:
         )
     )
 
-    every_loop = (session_loop, jobs_loop, temp_loop, token_loop, sync_loop)
+    every_loop = (session_loop, jobs_loop, token_loop, sync_loop)
 
     def on_session(delta: Delta) -> None:
         obj = delta.new if delta.new is not None else delta.old
         key = object_key(obj or {})
         for loop in every_loop:
             loop.enqueue(key)
+        if temp_content.concerns(ctx, delta):
+            temp_loop.enqueue(key)
 
     caches.sessions.add_handler(on_session)
     caches.jobs.add_handler(_to((session_loop, jobs_loop)))
@@ -218,7 +223,8 @@ def _wire_platform(manager: Manager, ctx: Context, session_loop: Loop) -> None:
     """The platform's objects: the agent registry and the Secrets and CA bundle a runner pod uses.
 
     The registry ConfigMap and the copied Secrets' sources live in the backend namespace, which need
-    not be managed: their informers watch that one namespace, started with the loops. Whatever
+    not be managed: their informers watch that one namespace, started with the caches on every
+    replica; the registry is applied (and its problems reported) by the leader only. Whatever
     changes there wakes the sessions still waiting for a runner (and, for a source, the sessions
     whose copies it feeds); a running runner is never touched.
     """
@@ -269,25 +275,33 @@ def _wire_platform(manager: Manager, ctx: Context, session_loop: Loop) -> None:
 
     registry.add_listener(lambda _: waiting(None))
 
+    leading = threading.Event()
+
     def on_registry(_: Delta) -> None:
-        registry.apply_configmap(registry_cache.get(platform_ns, registry_name))
+        if leading.is_set():
+            registry.apply_configmap(registry_cache.get(platform_ns, registry_name))
 
     registry_cache.add_handler(on_registry)
     sources.add_handler(active)
     assert ctx.platform.namespace_secrets is not None
     ctx.platform.namespace_secrets.add_handler(on_namespace_secret)
 
-    def start() -> None:
+    def start_watches() -> None:
         for cache in (registry_cache, sources):
             cache.start_namespace(platform_ns)
+
+    def start() -> None:
+        start_watches()  # no-op when started with the caches (see on_caches_started)
         deadline = time.monotonic() + PLATFORM_SYNC_TIMEOUT
         while not (registry_cache.synced() and sources.synced()) and time.monotonic() < deadline:
             time.sleep(0.05)
+        leading.set()
         registry.apply_configmap(registry_cache.get(platform_ns, registry_name))
 
     def stop(_: float) -> None:
         registry_cache.stop()
         sources.stop()
 
+    manager.on_caches_started.insert(0, start_watches)
     manager.on_leading.insert(0, start)
     manager.on_shutdown.append(stop)

@@ -162,11 +162,14 @@ class ConfigMapModels:
             return self._keeper.current
 
     def start(self, sync_timeout: float = 0.0) -> None:
-        """Starts the watch and waits up to `sync_timeout` seconds for its first LIST.
+        """Starts the watch and waits up to `sync_timeout` seconds for its first LIST."""
+        self.start_watch()
+        self.wait_loaded(sync_timeout)
 
-        Started before the loops, the wait spares sessions a needless ManifestNotLoaded round at
-        every operator start; past it, they wait for the manifest and are enqueued when it comes.
-        """
+    def start_watch(self) -> None:
+        """Starts the watch (once); the state leaves NOT_LOADED after its first LIST."""
+        if self._informer is not None:
+            return
         self.cache.start_namespace(self.namespace)
         informer = self._informer = self.cache.informer(self.namespace)
         assert informer is not None
@@ -174,8 +177,16 @@ class ConfigMapModels:
             target=self._after_sync, args=(informer,), name="models-manifest-sync", daemon=True
         )
         self._waiter.start()
-        if sync_timeout > 0 and informer.synced.wait(sync_timeout):
-            self._waiter.join(sync_timeout)
+
+    def wait_loaded(self, timeout: float) -> None:
+        """Waits up to `timeout` seconds for the first LIST to have been handled.
+
+        Before the loops start, the wait spares sessions a needless ManifestNotLoaded round at
+        every operator start; past it, they wait for the manifest and are enqueued when it comes.
+        """
+        informer, waiter = self._informer, self._waiter
+        if timeout > 0 and informer is not None and waiter is not None and informer.synced.wait(timeout):
+            waiter.join(timeout)
 
     def stop(self, _timeout: float = 0.0) -> None:
         self.cache.stop()

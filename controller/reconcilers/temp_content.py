@@ -29,6 +29,7 @@ from controller.reconcilers.children import build_temp_content_pod, build_temp_c
 from controller.reconcilers.context import Context, Ensured, ensure_child, owned_by
 from controller.resources import PODS, SERVICES
 from controller.status import StatusDraft
+from controller.watchers.store import Delta
 
 log = logging.getLogger("controller.reconcilers.temp_content")
 
@@ -47,6 +48,33 @@ def wanted(session: Mapping[str, Any]) -> bool:
         and not meta.get("deletionTimestamp")
         # A session whose name maps to no Service name never had a workspace (InvalidName).
         and name_problem(str(meta.get("name") or "")) is None
+    )
+
+
+def concerns(ctx: Context, delta: Delta) -> bool:
+    """Whether a session event can give this loop anything to do (controller-runtime's predicate).
+
+    Only a session that asks for a content pod, or still has one (its pod, its Service, or a
+    condition saying it is ready), has: every other session's reconcile here returns at once, and a
+    cold start over 10,000 sessions would make 10,000 of them. Pod and Service events reach the
+    loop on their own.
+    """
+    for session in (delta.old, delta.new):
+        if session is not None and (
+            ((session.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_TEMP_CONTENT_REQUESTED)
+        ):
+            return True
+    current = delta.new if delta.new is not None else delta.old
+    meta = (current or {}).get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    if ctx.caches.pods.get(namespace, temp_content_pod_name(name)) is not None:
+        return True
+    if ctx.caches.services.get(namespace, temp_content_service_name(name)) is not None:
+        return True
+    conditions = ((current or {}).get("status") or {}).get("conditions") or ()
+    return any(
+        isinstance(x, Mapping) and x.get("type") == c.TEMP_CONTENT_POD_READY and x.get("status") == c.TRUE
+        for x in conditions
     )
 
 
