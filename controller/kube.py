@@ -164,19 +164,19 @@ class Kube:
         span.set_attribute("k8s.resource", resource)
         span.set_attribute("http.request.method", method)
         attempt = 0
-        waits.note()
         while True:
             started = time.monotonic()
             try:
-                response: urllib3.BaseHTTPResponse = self.pool.request(
-                    method,
-                    url,
-                    body=payload,
-                    headers=self._headers(content_type, accept),
-                    timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
-                    retries=False,
-                    preload_content=not stream,
-                )
+                with waits.waiting():
+                    response: urllib3.BaseHTTPResponse = self.pool.request(
+                        method,
+                        url,
+                        body=payload,
+                        headers=self._headers(content_type, accept),
+                        timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
+                        retries=False,
+                        preload_content=not stream,
+                    )
             except urllib3.exceptions.HTTPError as exc:
                 self._record(verb, resource, method, "<error>", started)
                 span.set_attribute("error.type", type(exc).__name__)

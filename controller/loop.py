@@ -7,13 +7,14 @@ error, so one bad object never takes a worker down. An API error no retry can cu
 is treated like a TerminalError.
 
 Workers are threads started on demand, up to the loop's concurrency. One is always there. Another
-starts when keys are ready, no worker is free, and reconciles wait on the network (the last one
-sent a request, or one has been in flight for SLOW_RECONCILE_SECONDS): more threads then mean more
-requests in flight. Reconciles answered from the cache are bound by the interpreter's lock, where
-a second thread adds switching, not throughput, so a cold start over thousands of settled sessions
-runs on one worker per loop. A worker beyond the first that has found no work for
-IDLE_WORKER_SECONDS exits. controller-runtime starts all of its goroutines at once; here each would
-be a thread, and six loops' worth of them would sit idle in a settled operator.
+starts when keys are ready, no worker is free, and reconciles wait on the network: the last one
+sent a request, or one has been waiting on a request for SLOW_REQUEST_SECONDS (a runner that does
+not answer must not hold up the rest). More threads then mean more requests in flight. Reconciles
+answered from the cache are bound by the interpreter's lock, where a second thread adds only
+contention, so a cold start over thousands of settled sessions runs on one worker per loop. A
+worker beyond the first that has found no work for IDLE_WORKER_SECONDS exits. controller-runtime
+starts all of its goroutines at once; here each would be a thread, and six loops' worth of them
+would sit idle in a settled operator.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ tracer = trace.get_tracer("agentic-operator.loop")
 
 # Seconds a worker beyond the first waits for work before it exits.
 IDLE_WORKER_SECONDS = 30.0
-# A reconcile in flight this long is waiting on something (one answered from the cache takes a
-# fraction of a millisecond of work, a few switch intervals of the interpreter's lock at worst).
-SLOW_RECONCILE_SECONDS = 0.05
+# A request this long in flight is worth another worker for the keys waiting behind it.
+SLOW_REQUEST_SECONDS = 0.05
 
 
 class Loop:
@@ -54,8 +54,10 @@ class Loop:
         # Workers waiting for a key; guarded, with the thread set, by _workers_lock.
         self._idle = 0
         self._started = 0
-        # Whether the last reconcile sent a request (see controller.waits).
+        # Whether the last reconcile sent a request, and the requests of those in flight (see
+        # controller.waits); guarded by _workers_lock.
         self._waits = False
+        self._in_flight: set[waits.Marks] = set()
         # A look, due soon, at whether the reconciles in flight have started waiting (one at a time).
         self._look_pending = False
         self._workers_lock = threading.Lock()
@@ -82,15 +84,20 @@ class Loop:
             return len(self._threads)
 
     def _on_ready(self, ready: int) -> None:
-        """Starts workers while ready keys outnumber free workers and reconciles wait on I/O."""
+        """Starts workers while ready keys outnumber free workers and reconciles wait on requests.
+
+        Without that evidence yet, a look is scheduled: a request still in flight then is evidence,
+        even if no key arrives meanwhile to bring the question up again.
+        """
         while self._accepting.is_set():
-            if self._threads and not (
-                self._waits or self.queue.longest_in_flight() >= SLOW_RECONCILE_SECONDS
-            ):
-                return
             with self._workers_lock:
                 if self._threads and (ready <= self._idle or len(self._threads) >= self.workers):
                     return
+                first = not self._threads
+            if not first and not (self._waits or self._stuck()):
+                self._look_soon()
+                return
+            with self._workers_lock:
                 self._started += 1
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-worker-{self._started}", daemon=True
@@ -99,6 +106,20 @@ class Loop:
                 self._idle += 1
                 self._threads.add(thread)
             thread.start()
+
+    def _look_soon(self) -> None:
+        with self._workers_lock:
+            if self._look_pending:
+                return
+            self._look_pending = True
+        shared_delayer().wake_at(time.monotonic() + SLOW_REQUEST_SECONDS, self._look)
+
+    def _stuck(self) -> bool:
+        """Whether a reconcile in flight has been waiting on one request for SLOW_REQUEST_SECONDS."""
+        now = time.monotonic()
+        with self._workers_lock:
+            marks = list(self._in_flight)
+        return any(m.waiting_for(now) >= SLOW_REQUEST_SECONDS for m in marks)
 
     def _look(self, _when: float, _now: float) -> None:
         with self._workers_lock:
@@ -140,26 +161,27 @@ class Loop:
                     self._threads.discard(me)
                     break
                 self._idle -= 1
-                backlog = not self._look_pending and len(self._threads) < self.workers and len(self.queue) > 0
-                if backlog:
-                    self._look_pending = True
+                backlog = len(self._threads) < self.workers and len(self.queue) > 0
             if backlog:
-                # Keys may be waiting behind this reconcile: if it turns out to wait on I/O and no
-                # new key arrives to say so, this look starts the next worker.
-                shared_delayer().wake_at(time.monotonic() + SLOW_RECONCILE_SECONDS, self._look)
+                # Keys wait behind this reconcile: if it turns out to wait on a request, and no new
+                # key arrives to say so, the look starts the next worker.
+                self._look_soon()
             if not self._accepting.is_set():
                 self.queue.done(key)
                 with self._workers_lock:
                     self._threads.discard(me)
                 return
-            with waits.observed() as waited:
+            with waits.observed() as marks:
+                with self._workers_lock:
+                    self._in_flight.add(marks)
                 try:
                     self._process(key)
                 finally:
                     self.queue.done(key)
                     with self._workers_lock:
                         self._idle += 1
-            self._waits = waited[0]
+                        self._in_flight.discard(marks)
+            self._waits = marks.sent
             if self._waits:
                 self._on_ready(len(self.queue))
         # A key may have become ready while this worker decided to leave, counted as free.

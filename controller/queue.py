@@ -272,13 +272,6 @@ class WorkQueue(Generic[T]):
             self._notify_ready(ready)
         return following
 
-    def longest_in_flight(self) -> float:
-        """Seconds the longest-running key in flight has been processing (0 when none is)."""
-        with self._lock:
-            if not self._start_times:
-                return 0.0
-            return max(0.0, self._clock() - min(self._start_times.values()))
-
     def _in_flight_ages(self) -> tuple[float, float]:
         """Seconds that in-flight keys have been processing: the sum, and the longest."""
         with self._lock:

@@ -148,14 +148,14 @@ class RunnerClient:
         url = self.base_url(namespace, name) + path
         started = time.monotonic()
         code_label = "error"
-        waits.note()
         try:
-            response = self._pool.request(
-                "POST",
-                url,
-                body=json.dumps(dict(body)).encode(),
-                headers={"Content-Type": "application/json", TOKEN_HEADER: token},
-            )
+            with waits.waiting():
+                response = self._pool.request(
+                    "POST",
+                    url,
+                    body=json.dumps(dict(body)).encode(),
+                    headers={"Content-Type": "application/json", TOKEN_HEADER: token},
+                )
         except urllib3.exceptions.ReadTimeoutError:
             # Sent, but not answered in time (a long clone): the runner has the request. A connect
             # timeout or refusal (NewConnectionError is a ConnectTimeoutError) never reached it.

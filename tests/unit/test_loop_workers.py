@@ -24,7 +24,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = SOON) -> bool:
 
 
 class Recorder:
-    """A reconcile that blocks until released, and remembers how many ran at once."""
+    """A reconcile that waits on a "request" until released, and remembers how many ran at once."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -37,7 +37,8 @@ class Recorder:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
-        self.release.wait(SOON)
+        with waits.waiting():  # as the API client marks a request in flight
+            self.release.wait(SOON)
         with self.lock:
             self.running -= 1
             self.done.append(key)
@@ -162,7 +163,8 @@ def test_reconciles_that_send_requests_get_every_worker() -> None:
     running, most, done = [0], [0], []
 
     def reconcile(key: Key) -> Result:
-        waits.note()  # as the API client does before each request
+        with waits.waiting():  # a quick request, as the API client marks it
+            pass
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -179,5 +181,27 @@ def test_reconciles_that_send_requests_get_every_worker() -> None:
             loop.enqueue(("ns", f"s{index}"))
         assert wait_until(lambda: len(done) == 200)
         assert most[0] == 6
+    finally:
+        loop.halt()
+
+
+def test_a_reconcile_slow_without_a_request_starts_no_worker() -> None:
+    gate = threading.Event()
+    done: list[Key] = []
+
+    def reconcile(key: Key) -> Result:
+        gate.wait(SOON)  # slow, but not on the network: the interpreter's lock, say
+        done.append(key)
+        return Result()
+
+    loop = Loop(f"test-{uuid.uuid4().hex[:10]}", reconcile, 4)
+    for index in range(5):
+        loop.enqueue(("ns", f"s{index}"))
+    loop.start()
+    try:
+        time.sleep(0.3)
+        assert loop.worker_count() == 1
+        gate.set()
+        assert wait_until(lambda: len(done) == 5)
     finally:
         loop.halt()
