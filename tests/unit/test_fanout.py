@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from controller.fanout import Fanout
-
-
-def wait_until(condition: object, timeout: float = 5.0) -> bool:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
+from tests.unit.waiting import wait_until
 
 
 def test_results_and_errors_come_back_through_futures() -> None:

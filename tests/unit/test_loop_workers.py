@@ -5,22 +5,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 from controller import waits
 from controller.loop import Loop
 from controller.reconcile import Key, Result
+from tests.unit.waiting import wait_until
 
 SOON = 5.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = SOON) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 class Recorder:

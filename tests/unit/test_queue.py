@@ -13,6 +13,7 @@ from controller.delayer import Delayer
 from controller.metrics import REGISTRY
 from controller.queue import WorkQueue
 from controller.ratelimit import ItemExponentialFailureRateLimiter, RateLimiter
+from tests.unit.waiting import wait_until
 
 Key = tuple[str, str]
 QueueFactory = Callable[..., WorkQueue[Key]]
@@ -42,15 +43,6 @@ def key(name: str) -> Key:
 def sample(metric: str, queue: WorkQueue[Key], **extra: str) -> float:
     value = REGISTRY.get_sample_value(metric, {"name": queue.name, "controller": queue.name, **extra})
     return 0.0 if value is None else value
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def test_repeated_adds_are_deduplicated(make_queue: QueueFactory) -> None:
