@@ -98,6 +98,9 @@ class Loop:
                 self._look_soon()
                 return
             with self._workers_lock:
+                # Checked again: another thread may have started a worker since.
+                if self._threads and (ready <= self._idle or len(self._threads) >= self.workers):
+                    return
                 self._started += 1
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-worker-{self._started}", daemon=True

@@ -196,3 +196,25 @@ def test_a_reconcile_slow_without_a_request_starts_no_worker() -> None:
         assert wait_until(lambda: len(done) == 5)
     finally:
         loop.halt()
+
+
+def test_concurrent_wake_ups_never_start_more_workers_than_the_concurrency() -> None:
+    recorder = Recorder()
+    loop = make_loop(recorder, workers=3)
+    loop.start()
+    try:
+        for index in range(30):
+            loop.enqueue(("ns", f"s{index}"))
+        assert wait_until(lambda: recorder.running == 3)
+        # Many threads asking at once, as handlers and the delayer may.
+        askers = [threading.Thread(target=loop._on_ready, args=(30,)) for _ in range(16)]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join()
+        assert loop.worker_count() == 3
+        recorder.release.set()
+        assert wait_until(lambda: len(recorder.done) == 30)
+        assert recorder.most == 3
+    finally:
+        loop.halt()
