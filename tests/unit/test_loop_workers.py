@@ -200,21 +200,34 @@ def test_a_reconcile_slow_without_a_request_starts_no_worker() -> None:
 
 def test_concurrent_wake_ups_never_start_more_workers_than_the_concurrency() -> None:
     recorder = Recorder()
-    loop = make_loop(recorder, workers=3)
-    loop.start()
+    loop = make_loop(recorder, workers=4)
+    for index in range(30):
+        loop.enqueue(("ns", f"s{index}"))
+
+    def stuck_after_a_while() -> bool:
+        time.sleep(0.05)  # the askers all get here before any of them starts a worker
+        return True
+
+    loop._stuck = stuck_after_a_while  # type: ignore[method-assign]
+    # As start() does, but with no worker yet: every asker races to start the first one.
+    loop._accepting.set()
+    loop.queue.on_ready = loop._on_ready
+    barrier = threading.Barrier(16)
+
+    def ask() -> None:
+        barrier.wait()
+        loop._on_ready(30)
+
+    askers = [threading.Thread(target=ask) for _ in range(16)]
     try:
-        for index in range(30):
-            loop.enqueue(("ns", f"s{index}"))
-        assert wait_until(lambda: recorder.running == 3)
-        # Many threads asking at once, as handlers and the delayer may.
-        askers = [threading.Thread(target=loop._on_ready, args=(30,)) for _ in range(16)]
         for asker in askers:
             asker.start()
         for asker in askers:
             asker.join()
-        assert loop.worker_count() == 3
+        assert loop.worker_count() == 4
         recorder.release.set()
         assert wait_until(lambda: len(recorder.done) == 30)
-        assert recorder.most == 3
+        assert recorder.most == 4
     finally:
+        recorder.release.set()
         loop.halt()
