@@ -1,4 +1,4 @@
-"""Builds the operator: caches, the five loops, and the handlers that map events to session keys.
+"""Builds the operator: caches, the six loops, and the handlers that map events to session keys.
 
 Each loop has its own queue, workers and metrics label; all are keyed by session namespace/name,
 so a burst of child events for one session collapses into one reconcile per loop.
