@@ -1,7 +1,8 @@
 """Builds the operator: caches, the six loops, and the handlers that map events to session keys.
 
-Each loop has its own queue, workers and metrics label; all are keyed by session namespace/name,
-so a burst of child events for one session collapses into one reconcile per loop.
+Each loop has its own queue, workers and metrics label. The session loops are keyed by session
+namespace/name, so a burst of child events for one session collapses into one reconcile per loop;
+the projects loop is keyed by namespace.
 """
 
 from __future__ import annotations
