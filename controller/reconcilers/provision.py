@@ -9,8 +9,7 @@ token secrets loop keeps it fresh from then on.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller import conditions as c
@@ -31,46 +30,18 @@ from controller.reconcile import Result
 from controller.reconcilers import children as build
 from controller.reconcilers import runner_inputs, token_secrets
 from controller.reconcilers.annotations import patch_annotations
-from controller.reconcilers.context import Context, Ensured, cached_child, create_child, owned_by
+from controller.reconcilers.context import Context, Ensured, create_child, owned_by
 from controller.reconcilers.model_gate import WAITING_FOR_MODEL, ModelGate, check_model
 from controller.reconcilers.runner_job import build_runner_job
 from controller.reconcilers.runner_state import job_finished
-from controller.resources import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES, Resource
+from controller.reconcilers.session_children import LOOP, Child, ensure_children, stop_on_conflict
+from controller.resources import JOBS, PVCS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SERVICES
 from controller.status import StatusDraft
-from controller.watchers.cache import KindCache
 
-LOOP = "sessions"
 JOB_RECREATED = "Recreated"
 # On a runner Job: the session's run (status.restartCount) it was made for.
 ANNOTATION_RUN = "ambient-code.io/run"
-WAIT_RETRY = 5.0
 WAITING_FOR_RUNNER = "WaitingForRunner"
-
-
-def _conflict(
-    ctx: Context, session: Mapping[str, Any], kind: str, child: str, state: Ensured
-) -> Result | None:
-    if state is Ensured.CONFLICT:
-        message = f"{kind} {child} already exists and is not owned by this session; delete or rename it"
-
-        def describe(draft: StatusDraft) -> None:
-            draft.set_condition(
-                c.JOB_CREATED
-                if kind == "Job"
-                else c.PVC_READY
-                if kind == "PersistentVolumeClaim"
-                else c.RECONCILED,
-                c.FALSE,
-                c.NAME_CONFLICT,
-                message,
-            )
-
-        ctx.write_status(session, LOOP, describe)
-        ctx.recorder.record(session, WARNING, c.NAME_CONFLICT, message)
-        return Result.done()
-    if state is Ensured.WAITING:
-        return Result.after(WAIT_RETRY)
-    return None
 
 
 def _parent_workspace(ctx: Context, session: Mapping[str, Any], parent: str) -> tuple[Result | None, str]:
@@ -93,49 +64,6 @@ def _parent_workspace(ctx: Context, session: Mapping[str, Any], parent: str) -> 
     ctx.write_status(session, LOOP, describe)
     ctx.recorder.record(session, WARNING, c.PARENT_WORKSPACE_MISSING, message)
     return Result.done(), ""
-
-
-@dataclass(frozen=True)
-class Child:
-    """A child to ensure: where the cache keeps it, its name, and how to build it if it is missing."""
-
-    kind: str
-    cache: KindCache
-    resource: Resource
-    name: str
-    build: Callable[[], dict[str, Any]]
-
-
-def ensure_children(
-    ctx: Context,
-    session: Mapping[str, Any],
-    children: Sequence[Child],
-    alongside: Sequence[Callable[[], object]] = (),
-) -> Result | None:
-    """Creates the children the cache does not show, at once; None when all are there and ours.
-
-    `alongside` are other independent writes of the same reconcile, sent with the creates.
-    In steady state every child is in the cache and this makes no request and starts no thread.
-    """
-    meta = session["metadata"]
-    namespace, uid = meta["namespace"], meta.get("uid", "")
-    states = [cached_child(ctx, ch.cache, ch.resource, namespace, ch.name, uid) for ch in children]
-    missing = [i for i, state in enumerate(states) if state is None]
-    calls: list[Callable[[], object]] = [functools.partial(_create, ctx, children[i], uid) for i in missing]
-    created = ctx.parallel([*calls, *alongside])[: len(missing)]
-    for i, state in zip(missing, created, strict=True):
-        assert isinstance(state, Ensured)
-        states[i] = state
-    for child, maybe_state in zip(children, states, strict=True):
-        assert maybe_state is not None
-        stop_here = _conflict(ctx, session, child.kind, child.name, maybe_state)
-        if stop_here is not None:
-            return stop_here
-    return None
-
-
-def _create(ctx: Context, child: Child, uid: str) -> Ensured:
-    return create_child(ctx, child.resource, child.build(), uid)
 
 
 def is_resume(session: Mapping[str, Any]) -> bool:
@@ -238,22 +166,14 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
         )
     # The backend trusts a runner's token only for the ServiceAccount this annotation names: set
     # with the ServiceAccount's create, one round trip fewer for a new session than after its Job.
-    named_sa: list[Mapping[str, Any] | None] = []
-    if (meta.get("annotations") or {}).get(ANNOTATION_RUNNER_SA) != runner_sa_name(name):
-        changes = {ANNOTATION_RUNNER_SA: runner_sa_name(name)}
-        named_sa.append(None)
-
-        def name_runner_sa() -> None:
-            named_sa[0] = patch_annotations(ctx, session, changes)
-
-        stop_here = ensure_children(ctx, session, children, alongside=[name_runner_sa])
-    else:
-        stop_here = ensure_children(ctx, session, children)
+    naming_sa = (meta.get("annotations") or {}).get(ANNOTATION_RUNNER_SA) != runner_sa_name(name)
+    name_sa = functools.partial(patch_annotations, ctx, session, {ANNOTATION_RUNNER_SA: runner_sa_name(name)})
+    stop_here = ensure_children(ctx, session, children, alongside=[name_sa] if naming_sa else [])
     if stop_here is not None:
         return stop_here
-    # What the status write starts from: the session as the annotation patch left it, so the
-    # write carries the current resourceVersion instead of earning a conflict and a re-read.
-    latest: Mapping[str, Any] = (named_sa[0] if named_sa else None) or session
+    # What the status write starts from: the session as that patch cached it, so the write
+    # carries the current resourceVersion instead of earning a conflict and a re-read.
+    latest = (ctx.caches.sessions.get(namespace, name) if naming_sa else None) or session
 
     service = Child(
         "Service",
@@ -279,7 +199,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             ctx.kube.delete_ignore_missing(JOBS, namespace, job_name, propagation="Background")
         return Result.after(1.0)
     if job is not None:
-        stop_here = _conflict(
+        stop_here = stop_on_conflict(
             ctx,
             session,
             "Job",
@@ -346,7 +266,7 @@ def provision(ctx: Context, session: Mapping[str, Any], conditions: Mapping[str,
             functools.partial(ensure_children, ctx, session, [service]),
         ]
         state: Ensured = ctx.parallel(job_and_service)[0]
-        stop_here = _conflict(ctx, session, "Job", job_name, state)
+        stop_here = stop_on_conflict(ctx, session, "Job", job_name, state)
         if stop_here is not None:
             return stop_here
         created_job = state is Ensured.CREATED

@@ -31,7 +31,8 @@ from controller.reconcilers import copied_secrets
 from controller.reconcilers.annotations import patch_annotations
 from controller.reconcilers.api_errors import report_api_error, server_message
 from controller.reconcilers.context import Context, owned_by
-from controller.reconcilers.provision import LOOP, provision
+from controller.reconcilers.provision import provision
+from controller.reconcilers.session_children import LOOP
 from controller.reconcilers.spec import validate_spec
 from controller.resources import JOBS, SERVICES, SESSIONS
 from controller.status import StatusDraft
